@@ -83,7 +83,7 @@ def he_normal(shape: Sequence[int], rng: RngLike = None, dtype=np.float32) -> np
 def epsilon_uniform(
     l_in: int, l_out: int, rng: RngLike = None, epsilon: float | None = None, dtype=np.float32
 ) -> np.ndarray:
-    """The classic digit exercise: ``U(-e, e)`` of shape ``(l_out, l_in)``, ``e = sqrt(6)/sqrt(l_in+l_out)``.
+    """The digit exercise: ``U(-e, e)``, shape ``(l_out, l_in)``, ``e = sqrt(6/(l_in+l_out))``.
 
     Pass ``epsilon`` to fix it (the exercise uses 0.12 for 400-25-10).
     """
@@ -94,6 +94,6 @@ def epsilon_uniform(
 def torch_default(
     shape: Sequence[int], fan_in: int, rng: RngLike = None, dtype=np.float32
 ) -> np.ndarray:
-    """What PyTorch draws for Conv/Linear weights and biases: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``."""
+    """PyTorch's draw for Conv/Linear weights and biases: U(-b, b) with b = 1/sqrt(fan_in)."""
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return uniform(shape, -bound, bound, rng, dtype)
