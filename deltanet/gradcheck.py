@@ -85,10 +85,15 @@ class GradcheckReport:
         return "\n".join(lines)
 
 
-def _compare(name, arr, analytic, f, eps, directional, rng) -> GradcheckRow:
-    """Compare ``analytic`` (the gradient of ``f`` w.r.t. ``arr``) with central differences."""
+def _compare(name, arr, analytic, f, eps, directional, rng, numerics=None) -> GradcheckRow:
+    """Compare ``analytic`` (the gradient of ``f`` w.r.t. ``arr``) with central differences.
+
+    Appends ``(numerical, analytic)`` to ``numerics`` when given (for the all-parameters row).
+    """
     if not directional:
         num = numerical_gradient(f, arr, eps)
+        if numerics is not None:
+            numerics.append((num.ravel(), np.asarray(analytic, dtype=np.float64).ravel()))
         err = float(np.max(np.abs(num - analytic), initial=0.0))
         return GradcheckRow(name, arr.shape, relative_difference(num, analytic), err)
     v = rng.standard_normal(arr.shape)
@@ -212,6 +217,15 @@ def _check_layer(layer, x, target_values, loss, l2, eps, directional, check_inpu
     analytic = {name: p.grad.copy() for name, p in named}
     if check_inputs:
         report.rows.append(_compare("input", x, state["dx"], cost, eps, directional, rng))
+    numerics: list = []
     for name, p in named:
-        report.rows.append(_compare(name, p.data, analytic[name], cost, eps, directional, rng))
+        row = _compare(name, p.data, analytic[name], cost, eps, directional, rng, numerics)
+        report.rows.append(row)
+    if len(numerics) > 1:
+        # The classic exercise's single number: all parameters unrolled into one vector.
+        num, ana = (np.concatenate(parts) for parts in zip(*numerics))
+        err = float(np.max(np.abs(num - ana)))
+        report.rows.append(
+            GradcheckRow("all parameters", (num.size,), relative_difference(num, ana), err)
+        )
     layer.train(was_training)

@@ -1,0 +1,43 @@
+"""Dropout layer: inverted dropout in training mode, the identity in eval mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deltanet.init import RngLike, as_rng
+from deltanet.layers.base import Layer, check_float_input
+from deltanet.ops.dropout import dropout_backward, dropout_forward
+
+
+class Dropout(Layer):
+    """Zero each value with probability ``p`` while training, scaling the rest by 1/(1-p).
+
+    Input: any shape ``(N, ...)``; output: same shape and dtype. The layer owns its Generator,
+    so a seeded layer draws the same masks on every run.
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: RngLike = None) -> None:
+        super().__init__()
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.number)):
+            raise TypeError(f"Dropout: p must be a float in [0, 1). Received: p={p!r}.")
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1). Received: p={p!r}.")
+        self.p = float(p)
+        self.rng = as_rng(rng)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_float_input(self, x)
+        if self.training and self.p > 0:
+            y, self._cache = dropout_forward(x, self.p, self.rng)
+        else:  # eval mode: the identity (the scale was already applied while training)
+            y, self._cache = x, (None,)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        (dx,) = dropout_backward(dy, self._get_cache())
+        return dx
+
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.p}

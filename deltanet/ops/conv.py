@@ -1,0 +1,240 @@
+"""Convolution and transposed convolution for any number of spatial dims, forward and backward.
+
+One implementation serves 1D, 2D and 3D. Convolution is cross-correlation, as in every framework:
+
+    y[n, o, p] = sum_{c, k} x_pad[n, g(o)*C_g + c, p*stride + k*dilation] * w[o, c, k] + b[o]
+
+computed as a GEMM: ``sliding_windows`` views the padded input as ``(N, C, *out, *kernel)``, one
+copy lays it out as ``cols`` of shape ``(G, C_g*K, N*P)`` (im2col), and ``np.matmul`` multiplies
+``w (G, C_out/G, C_g*K)`` by ``cols``, with the groups as the batch dimension of the matmul, so
+grouped and depthwise convolutions run without a Python loop over groups or channels.
+
+The transposed convolution is the adjoint of the convolution: its forward pass is the
+convolution's backward pass with respect to the input, and its backward pass for the input is a
+plain convolution, so both ops share the same three private GEMM steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from deltanet.ops.window import (
+    Pads,
+    as_tuple,
+    output_size,
+    pad,
+    resolve_padding,
+    sliding_windows,
+    unpad,
+    window_adjoint,
+)
+
+Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
+
+
+# --- the shared GEMM steps -------------------------------------------------------------------
+
+
+def _to_gemm(a: np.ndarray, groups: int) -> np.ndarray:
+    """``(N, C, *spatial)`` -> ``(G, C/G, N*P)``: channels x (batch, positions)."""
+    n, c = a.shape[:2]
+    cg, p = c // groups, math.prod(a.shape[2:])
+    return a.reshape(n, groups, cg, p).transpose(1, 2, 0, 3).reshape(groups, cg, n * p)
+
+
+def _from_gemm(m: np.ndarray, n: int, spatial: Sequence[int]) -> np.ndarray:
+    """``(G, C/G, N*P)`` -> ``(N, C, *spatial)``, contiguous."""
+    g, cg, _ = m.shape
+    return np.ascontiguousarray(m.reshape(g * cg, n, *spatial).swapaxes(0, 1))
+
+
+def _bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched ``a @ b``; a contraction of length 1 (depthwise δcols) as the outer product it is.
+
+    BLAS handles ``(M, 1) @ (1, P)`` several times slower than a broadcast multiply.
+    """
+    return a * b if a.shape[-1] == 1 else np.matmul(a, b)
+
+
+def _im2col(x: np.ndarray, geo: Geometry, out: Sequence[int], groups: int) -> np.ndarray:
+    """The windows of the padded ``x (N, C, *in)`` as ``cols (G, C/G * K, N*P)`` (one copy)."""
+    kernel, stride, dilation, pads = geo
+    n, c = x.shape[:2]
+    nd = len(kernel)
+    win = sliding_windows(pad(x, pads), kernel, stride, dilation, out)  # (N, C, *out, *k) view
+    win = win.reshape(n, groups, c // groups, *out, *kernel)
+    # (G, C_g, *k, N, *out): the last axis walks along the input row, so the copy reads in order
+    axes = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
+    return win.transpose(axes).reshape(groups, (c // groups) * math.prod(kernel), -1)
+
+
+def _apply(
+    w: np.ndarray, cols: np.ndarray, b: np.ndarray | None, n: int, out: Sequence[int]
+) -> np.ndarray:
+    """``y = W · cols + b``.
+
+    w: (C_out, C_g, *k), cols: (G, C_g*K, N*P), b: (C_out,) or None -> y: (N, C_out, *out).
+    """
+    g = cols.shape[0]
+    y = _bmm(w.reshape(g, w.shape[0] // g, -1), cols)  # (G, C_out/G, N*P)
+    if b is not None:
+        y += b.reshape(g, -1, 1)
+    return _from_gemm(y, n, out)
+
+
+def _backward_data(
+    dyg: np.ndarray, w: np.ndarray, geo: Geometry, padded_shape: Sequence[int], out: Sequence[int]
+) -> np.ndarray:
+    """Adjoint of ``_im2col`` then ``_apply``: ``dyg (G, C_out/G, N*P)`` -> ``dx (N, C, *in)``."""
+    kernel, stride, dilation, pads = geo
+    g, n, nd, cg = dyg.shape[0], padded_shape[0], len(kernel), w.shape[1]
+    # δcols = Wᵀ δy: (G, C_g*K, C_out/G) @ (G, C_out/G, N*P)
+    dcols = _bmm(w.reshape(g, w.shape[0] // g, -1).transpose(0, 2, 1), dyg)
+    # back to the window layout (N, C, *out, *k) (a view: G and C_g stay adjacent)
+    dwin = dcols.reshape(g, cg, *kernel, n, *out)
+    axes = (2 + nd, 0, 1, *range(3 + nd, 3 + 2 * nd), *range(2, 2 + nd))
+    dwin = dwin.transpose(axes).reshape(n, g * cg, *out, *kernel)
+    # scatter-add each window back onto the padded input (col2im), then drop the padding:
+    # this is the "full convolution of δy with the kernel rotated by 180°", written as an adjoint
+    return unpad(window_adjoint(dwin, padded_shape, kernel, stride, dilation), pads)
+
+
+def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
+    """``∂L/∂W = δy · colsᵀ``: ``(G, C_out/G, N*P) @ (G, N*P, C_g*K)``, summed over batch and P."""
+    return _bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
+
+
+def _bias_grad(dy: np.ndarray) -> np.ndarray:
+    """``∂L/∂b = Σ δy`` over the batch and every position (b is added to each of them)."""
+    return dy.sum(axis=(0, *range(2, dy.ndim)))
+
+
+# --- convolution -----------------------------------------------------------------------------
+
+
+def conv_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | str | Sequence = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, tuple]:
+    """``y = x ⋆ w + b`` (cross-correlation), N-d, grouped.
+
+    x: (N, C_in, *in), w: (C_out, C_in/groups, *k), b: (C_out,) or None -> y: (N, C_out, *out),
+    ``out = floor((in + lo + hi - d*(k-1) - 1) / s) + 1``; cache for ``conv_backward``.
+    """
+    nd = w.ndim - 2
+    assert x.ndim == nd + 2 and x.shape[1] == w.shape[1] * groups and w.shape[0] % groups == 0
+    kernel, spatial = w.shape[2:], x.shape[2:]
+    stride, dilation = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")
+    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
+    out = tuple(
+        output_size(i, k, s, lo, hi, d)
+        for i, k, s, (lo, hi), d in zip(spatial, kernel, stride, pads, dilation)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"conv: the kernel is larger than the padded input. Received: input size "
+            f"{tuple(spatial)}, padding {pads}, kernel_size {tuple(kernel)}, dilation {dilation} "
+            f"(dilated kernel size {tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))})."
+        )
+    geo = (kernel, stride, dilation, pads)
+    cols = _im2col(x, geo, out, groups)
+    y = _apply(w, cols, b, x.shape[0], out)
+    padded_shape = (*x.shape[:2], *(s + lo + hi for s, (lo, hi) in zip(spatial, pads)))
+    return y, (cols, w, b is not None, geo, padded_shape, groups)
+
+
+def conv_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of ``conv_forward`` given ``dy = dL/dy (N, C_out, *out)``.
+
+    -> dx: (N, C_in, *in), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
+    """
+    cols, w, has_bias, geo, padded_shape, groups = cache
+    # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
+    #      δcols = Wᵀ δy, scattered back onto the windows they came from (window_adjoint), unpadded
+    dyg = _to_gemm(dy, groups)
+    dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:])
+    # ∂L/∂w = x ⋆ δy: the correlation of the input windows with δy, i.e. δy · colsᵀ
+    dw = _weight_grad(dyg, cols, w.shape)
+    # ∂L/∂b = Σ_{n, p} δy[n, :, p]
+    db = _bias_grad(dy) if has_bias else None
+    return dx, dw, db
+
+
+# --- transposed convolution: the adjoint of convolution --------------------------------------
+
+
+def conv_transpose_forward(
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, tuple]:
+    """Transposed convolution (PyTorch's ``conv_transpose``): the adjoint of ``conv_forward``.
+
+    x: (N, C_in, *in), w: (C_in, C_out/groups, *k), b: (C_out,) or None -> y: (N, C_out, *out),
+    ``out = (in - 1)*s - 2p + d*(k-1) + output_padding + 1``; cache for ``conv_transpose_backward``.
+    """
+    nd = w.ndim - 2
+    assert x.ndim == nd + 2 and x.shape[1] == w.shape[0] and w.shape[0] % groups == 0
+    kernel, spatial = w.shape[2:], x.shape[2:]
+    stride, dilation = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")
+    pad_, out_pad = as_tuple(padding, nd, "padding"), as_tuple(output_padding, nd, "output_padding")
+    assert min(pad_) >= 0 and min(out_pad) >= 0
+    for op, s, d in zip(out_pad, stride, dilation):
+        if op >= s and op >= d:
+            raise ValueError(
+                f"conv_transpose: output_padding must be smaller than stride or dilation. "
+                f"Received: output_padding={out_pad}, stride={stride}, dilation={dilation}."
+            )
+    out = tuple(
+        (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for i, s, p, d, k, op in zip(spatial, stride, pad_, dilation, kernel, out_pad)
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"conv_transpose: the output would be empty: (in - 1)*stride - 2*padding + "
+            f"dilation*(kernel_size - 1) + output_padding + 1 = {out}. Received: input size "
+            f"{tuple(spatial)}, padding {pad_}, kernel_size {tuple(kernel)}, stride {stride}, "
+            f"dilation {dilation}, output_padding {out_pad}."
+        )
+    geo = (kernel, stride, dilation, tuple((p, p) for p in pad_))
+    padded_shape = (x.shape[0], w.shape[1] * groups, *(o + 2 * p for o, p in zip(out, pad_)))
+    # y = Aᵀ x where A is the convolution that maps y's shape onto x's shape with the same w:
+    # the convolution's backward pass for the input (the padded tail that output_padding adds
+    # and no window reaches stays zero)
+    xg = _to_gemm(x, groups)
+    y = _backward_data(xg, w, geo, padded_shape, spatial)
+    if b is not None:
+        y = y + b.reshape(-1, *(1,) * nd)
+    return y, (xg, x.shape, w, b is not None, geo)
+
+
+def conv_transpose_backward(
+    dy: np.ndarray, cache: tuple
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients of ``conv_transpose_forward`` given ``dy = dL/dy (N, C_out, *out)``.
+
+    -> dx: (N, C_in, *in), dw: (C_in, C_out/groups, *k), db: (C_out,) or None.
+    """
+    xg, x_shape, w, has_bias, geo = cache
+    # δx = A δy: a plain convolution of δy with w (w's layout is already the conv layout of A),
+    # keeping only the windows that exist in x (more can fit when output_padding >= stride)
+    cols = _im2col(dy, geo, x_shape[2:], xg.shape[0])
+    dx = _apply(w, cols, None, x_shape[0], x_shape[2:])
+    # ∂L/∂w: A's weight gradient with the roles swapped: x plays δy, δy plays A's input
+    dw = _weight_grad(xg, cols, w.shape)
+    # ∂L/∂b = Σ_{n, p} δy[n, :, p]
+    db = _bias_grad(dy) if has_bias else None
+    return dx, dw, db

@@ -1,0 +1,79 @@
+"""Sequential: order of forward and backward, parameters, modes, config, summary."""
+
+import numpy as np
+import pytest
+
+from deltanet.gradcheck import gradcheck
+from deltanet.layers.activations import ReLU, Tanh
+from deltanet.layers.config import layer_from_dict, layer_to_dict
+from deltanet.layers.dense import Dense
+from deltanet.layers.dropout import Dropout
+from deltanet.layers.sequential import Sequential
+
+
+def small_model(dtype=np.float32):
+    inner = Sequential(Dense(6, 5, rng=1, dtype=dtype), Tanh())
+    return Sequential(
+        Dense(4, 6, rng=0, dtype=dtype), ReLU(), inner, Dense(5, 3, rng=2, dtype=dtype)
+    )
+
+
+def test_backward_chains_deltas_and_matches_numerical():
+    report = gradcheck(small_model(np.float64), np.random.default_rng(0).standard_normal((3, 4)))
+    assert report.ok, str(report)
+    assert len(report.rows) == 1 + 6 + 1  # input, 6 parameters, all parameters
+
+
+def test_named_parameters_are_dotted_like_pytorch():
+    names = [n for n, _ in small_model().named_parameters()]
+    assert names == ["0.weight", "0.bias", "2.0.weight", "2.0.bias", "3.weight", "3.bias"]
+    assert small_model().num_parameters() == 4 * 6 + 6 + 6 * 5 + 5 + 5 * 3 + 3
+
+
+def test_zero_grad_and_accumulation():
+    model = small_model()
+    x = np.ones((2, 4), dtype=np.float32)
+    dy = np.ones((2, 3), dtype=np.float32)
+    model(x)
+    model.backward(dy)
+    once = model[0].weight.grad.copy()
+    model.backward(dy)
+    np.testing.assert_allclose(model[0].weight.grad, 2 * once, rtol=1e-6)
+    model.zero_grad()
+    assert all(not p.grad.any() for p in model.parameters())
+
+
+def test_train_eval_propagates_to_nested_layers():
+    model = Sequential(Dense(3, 3), Sequential(Dropout(0.5)))
+    model.eval()
+    assert not model[1][0].training
+    model.train()
+    assert model[1][0].training
+
+
+def test_config_round_trip_rebuilds_the_architecture():
+    model = small_model()
+    again = layer_from_dict(layer_to_dict(model))
+    assert repr(again) == repr(model)
+    assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
+
+
+def test_config_rejects_unknown_layer_types():
+    with pytest.raises(ValueError, match="unknown layer type 'Evil'.*Known types"):
+        layer_from_dict({"class": "Evil", "config": {}})
+    with pytest.raises(ValueError, match="Dense: invalid config"):
+        layer_from_dict({"class": "Dense", "config": {"nope": 1}})
+
+
+def test_summary_lists_shapes_and_totals():
+    text = small_model().summary((2, 4), print_fn=None)
+    assert "(2, 6)" in text and "(2, 3)" in text
+    assert f"Total params: {small_model().num_parameters():,}" in text
+
+
+def test_bad_items_and_indexing():
+    with pytest.raises(TypeError, match="Sequential: every item must be a deltanet Layer"):
+        Sequential(Dense(2, 2), "relu")
+    model = small_model()
+    assert isinstance(model[1:], Sequential) and len(model[1:]) == 3
+    assert "Sequential(" in repr(model)
