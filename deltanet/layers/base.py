@@ -77,11 +77,8 @@ class Layer:
         for attr, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + attr, value
-            elif isinstance(value, Layer):
-                yield from value.named_parameters(prefix + attr + ".")
-            elif isinstance(value, list) and value and all(isinstance(v, Layer) for v in value):
-                for i, sub in enumerate(value):
-                    yield from sub.named_parameters(f"{prefix}{i}.")
+        for sub_prefix, sub in self._children(prefix):
+            yield from sub.named_parameters(sub_prefix)
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
@@ -89,6 +86,60 @@ class Layer:
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Non-trainable state saved with the weights (batch norm's running statistics)."""
+        return {}
+
+    def load_buffers(self, buffers: dict[str, np.ndarray]) -> None:
+        if buffers:
+            raise ValueError(f"{self.label()}: has no buffers. Received: {sorted(buffers)}.")
+
+    def _children(self, prefix: str) -> Iterator[tuple[str, Layer]]:
+        """``(dotted_prefix, sub_layer)`` for attributes that hold layers or lists of layers."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield f"{prefix}{attr}.", value
+            elif isinstance(value, list) and value and all(isinstance(v, Layer) for v in value):
+                for i, sub in enumerate(value):
+                    yield f"{prefix}{i}.", sub
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for name, value in self.buffers().items():
+            yield prefix + name, value
+        for sub_prefix, sub in self._children(prefix):
+            yield from sub.named_buffers(sub_prefix)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers by dotted name, as PyTorch names them (``0.weight``, ...)."""
+        state = {name: p.data for name, p in self.named_parameters()}
+        state.update(self.named_buffers())
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy ``state`` into the parameters and buffers; names, shapes and dtypes must agree."""
+        expected = self.state_dict()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self.label()}: state names disagree. "
+                f"Missing: {missing}. Unexpected: {unexpected}."
+            )
+        for name, value in expected.items():
+            new = np.asarray(state[name])
+            if new.shape != value.shape:
+                raise ValueError(
+                    f"{self.label()}: {name} must have shape {value.shape}. Received: {new.shape}."
+                )
+        for name, p in self.named_parameters():
+            p.data[...] = state[name]
+        self._load_buffers_tree("", state)
+
+    def _load_buffers_tree(self, prefix: str, state: dict[str, np.ndarray]) -> None:
+        own = {name: state[prefix + name] for name in self.buffers()}
+        self.load_buffers(own)
+        for sub_prefix, sub in self._children(prefix):
+            sub._load_buffers_tree(sub_prefix, state)
 
     def sublayers(self) -> list[Layer]:
         """Direct sub-layers (for containers); empty for a plain layer."""

@@ -77,3 +77,30 @@ def test_bad_items_and_indexing():
     model = small_model()
     assert isinstance(model[1:], Sequential) and len(model[1:]) == 3
     assert "Sequential(" in repr(model)
+
+
+def test_state_dict_round_trip_includes_batch_norm_buffers():
+    from deltanet.layers.norm import BatchNorm1D
+
+    model = Sequential(Dense(4, 3, rng=0), BatchNorm1D(3), Sequential(Dense(3, 2, rng=1)))
+    model(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    state = model.state_dict()
+    assert list(state) == [
+        "0.weight", "0.bias", "1.weight", "1.bias", "2.0.weight", "2.0.bias",
+        "1.running_mean", "1.running_var", "1.num_batches_tracked",
+    ]  # fmt: skip
+    fresh = Sequential(Dense(4, 3, rng=5), BatchNorm1D(3), Sequential(Dense(3, 2, rng=6)))
+    fresh.load_state_dict({k: v.copy() for k, v in state.items()})
+    for k, v in fresh.state_dict().items():
+        np.testing.assert_array_equal(v, state[k])
+    assert fresh[1].num_batches_tracked == 1
+
+
+def test_load_state_dict_rejects_wrong_names_and_shapes():
+    model = small_model()
+    state = model.state_dict()
+    with pytest.raises(ValueError, match="Missing: \\['3.bias'\\]"):
+        model.load_state_dict({k: v for k, v in state.items() if k != "3.bias"})
+    bad = dict(state, **{"3.bias": np.zeros(7, dtype=np.float32)})
+    with pytest.raises(ValueError, match="3.bias must have shape \\(3,\\)"):
+        model.load_state_dict(bad)
