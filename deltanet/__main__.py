@@ -1,0 +1,5 @@
+"""``python -m deltanet``: the same as the ``deltanet`` command."""
+
+from deltanet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""``deltanet evaluate | predict | summary | gradcheck | plot``: each returns an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deltanet.cli.common import (
+    CliError,
+    load_model_file,
+    make_plots,
+    read_history,
+    standardizer_from,
+)
+
+
+def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
+    from deltanet.data import load_dataset
+
+    data = args.data or meta.get("data")
+    if not data:
+        raise CliError("this file does not say which data it was trained on: give --data.")
+    try:
+        return load_dataset(
+            data,
+            data_dir=args.data_dir or meta.get("data_dir"),
+            seed=int(meta.get("seed", 0)),
+            download=args.download,
+        )
+    except FileNotFoundError as err:
+        raise CliError(str(err)) from None
+
+
+def _check_input(x: np.ndarray, meta: dict[str, Any], model: Any) -> np.ndarray:
+    """Standardise ``x (N, ...)`` as in training; its example shape must be the model's."""
+    expected = meta.get("input_shape")
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise CliError(
+            f"the model takes examples of shape {tuple(expected)}. Received: {tuple(x.shape[1:])}."
+        )
+    standardizer = standardizer_from(meta)
+    x = x if standardizer is None else standardizer.transform(x)
+    return x.astype(model.parameters()[0].dtype, copy=False)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Loss and accuracy of a model file on a dataset's held-out test set."""
+    from deltanet.training import evaluate
+
+    model, meta = load_model_file(args.model_file)
+    ds = _dataset_for(args, meta)
+    x = _check_input(ds.x_test, meta, model)
+    scores = evaluate(model, "cross_entropy", x, ds.y_test, batch_size=args.batch_size)
+    print(f"{args.model_file} on {ds.name} test set ({len(ds.y_test)} examples):")
+    for key, value in scores.items():
+        print(f"  {key:<9} {value:.4f}")
+    return 0
+
+
+def _read_png(path: str, shape: tuple[int, ...], invert: str) -> np.ndarray:
+    """A PNG as one example of ``shape`` ((C, H, W), or (F,) with F a square): values in [0, 1].
+
+    Dark ink on light paper is inverted (``invert="auto"`` when the mean is above 0.5), as the
+    training digits are light strokes on black.
+    """
+    from PIL import Image
+
+    if len(shape) == 1 and round(shape[0] ** 0.5) ** 2 == shape[0]:
+        side = round(shape[0] ** 0.5)
+        size, channels = (side, side), 1
+    elif len(shape) == 3 and shape[0] in (1, 3):
+        size, channels = (shape[2], shape[1]), shape[0]
+    else:
+        raise CliError(f"a PNG input needs a model of images (1 or 3, H, W). It takes {shape}.")
+    with Image.open(path) as img:
+        img = img.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BOX)
+        x = np.asarray(img, dtype=np.float32) / np.float32(255)
+    if invert == "yes" or (invert == "auto" and x.mean() > 0.5):
+        x = 1 - x
+    x = x[None] if channels == 1 else np.moveaxis(x, -1, 0)
+    return x.reshape(shape)
+
+
+def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
+    """The examples ``(N, *input_shape)`` from a .npy (one example or a batch) or a .png."""
+    path = Path(args.input)
+    if not path.is_file():
+        raise CliError(f"no input file at {args.input!r}.")
+    shape = tuple(meta.get("input_shape") or ())
+    if path.suffix.lower() == ".png":
+        if not shape:
+            raise CliError("this model file does not record its input shape: use a .npy input.")
+        return _read_png(str(path), shape, args.invert)[None]
+    if path.suffix.lower() != ".npy":
+        raise CliError(f"INPUT must be a .npy or .png file. Received: {args.input!r}.")
+    x = np.load(path, allow_pickle=False)
+    if x.dtype.kind not in "biuf":
+        raise CliError(f"{args.input}: expected a numeric array. Received dtype {x.dtype}.")
+    x = x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x.astype(np.float32)
+    if shape and x.shape == shape:
+        x = x[None]
+    if not np.all(np.isfinite(x)):
+        raise CliError(f"{args.input}: the input holds NaN or infinite values.")
+    return x
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Print the class and the probabilities of each example of INPUT."""
+    from deltanet.training import predict
+
+    model, meta = load_model_file(args.model_file)
+    x = _check_input(_read_input(args, meta), meta, model)
+    classes, probs = predict(model, x)
+    k = probs.shape[1]
+    names = [str(c) for c in meta.get("class_names") or range(k)]
+    for i, (c, p) in enumerate(zip(classes, probs)):
+        prefix = f"example {i}: " if len(classes) > 1 else ""
+        print(f"{prefix}class {names[c]} (probability {p[c]:.4f})")
+        top = np.argsort(-p, kind="stable")[: min(k, 10)]
+        print("  probabilities: " + ", ".join(f"{names[j]}: {p[j]:.4f}" for j in top))
+    return 0
+
+
+def _model_from_args(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
+    """A saved model (MODEL_FILE) or a fresh zoo model (--model), with its input shape."""
+    from deltanet.zoo import build_model, default_input_shape
+
+    if args.model_file and args.model:
+        raise CliError("give MODEL_FILE or --model, not both.")
+    if args.model_file:
+        model, meta = load_model_file(args.model_file)
+        shape = args.input_shape or tuple(meta.get("input_shape") or ())
+        if not shape:
+            raise CliError("this model file does not record its input shape: give --input-shape.")
+        return model, tuple(shape)
+    if not args.model:
+        raise CliError("give a MODEL_FILE or --model NAME.")
+    shape = args.input_shape or default_input_shape(args.model)
+    seed = getattr(args, "seed", 0)
+    model = build_model(args.model, input_shape=shape, num_classes=args.num_classes, seed=seed)
+    return model, shape
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Each layer's output shape and parameter count, with totals."""
+    model, shape = _model_from_args(args)
+    model.summary((1, *shape))
+    return 0
+
+
+def run_gradcheck(args: argparse.Namespace) -> int:
+    """Check every parameter's gradient by central differences; status 1 when one disagrees."""
+    from deltanet.gradcheck import gradcheck
+    from deltanet.ops.losses import softmax_cross_entropy
+
+    model, shape = _model_from_args(args)
+    if args.batch < 1:
+        raise CliError(f"--batch must be >= 1. Received: {args.batch}.")
+    rng = np.random.default_rng(args.seed)
+    x = rng.standard_normal((args.batch, *shape))
+    model.eval()  # dropout off: the cost must be a fixed function of the weights
+    k = model.output_shape((1, *shape))[1]
+    y = rng.integers(0, k, args.batch)
+    directional = args.mode == "directional" or (
+        args.mode == "auto" and model.num_parameters() > 12_000
+    )
+    if not (args.eps > 0 and args.tol > 0):
+        raise CliError(f"--eps and --tol must be positive. Received: {args.eps}, {args.tol}.")
+    report = gradcheck(
+        model, x, target_values=y, loss=softmax_cross_entropy, directional=directional,
+        eps=args.eps, tol=args.tol,
+    )  # fmt: skip
+    print(f"{model.num_parameters():,} parameters, {args.batch} random examples of shape {shape}")
+    print(report)
+    return 0 if report.ok else 1
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Re-create a run directory's plots from history.csv, model.safetensors and its data."""
+    from deltanet.metrics import confusion_matrix
+    from deltanet.training import predict
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise CliError(f"no run directory at {args.run_dir!r}.")
+    history = read_history(run / "history.csv")
+    model, meta = load_model_file(str(run / "model.safetensors"))
+    test, names = None, None
+    try:
+        ds = _dataset_for(argparse.Namespace(data=None, data_dir=None, download=False), meta)
+    except (CliError, ValueError, OSError) as err:  # the curves and filters need no data
+        print(f"deltanet: warning: no test-set plots: {err}", file=sys.stderr)
+    else:
+        y_pred, _ = predict(model, _check_input(ds.x_test, meta, model))
+        cm = confusion_matrix(ds.y_test, y_pred, ds.num_classes)
+        test, names = (ds.x_test, ds.y_test, y_pred, cm), list(ds.class_names)
+    for path in make_plots(run, history, model, test, names):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,177 @@
+"""What the CLI commands share: defaults, errors, run directories, model files, plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "model": None,  # chosen from the data's input shape (default_model)
+    "data": "digits",
+    "epochs": 15,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "lr_policy": "cosine",
+    "gamma": None,
+    "stepsize": None,
+    "stepvalues": None,
+    "power": None,
+    "max_iter": None,
+    "min_lr": None,
+    "warmup": 0,
+    "weight_decay": None,
+    "dropout": None,
+    "seed": 0,
+    "val_fraction": 0.1,
+    "standardize": True,
+}
+PLOT_FILES = {
+    "history": "learning_curves.png",
+    "confusion": "confusion_matrix.png",
+    "filters": "filters.png",
+    "misclassified": "misclassified.png",
+}
+
+
+class CliError(Exception):
+    """Bad command-line input: printed as ``deltanet: error: ...`` with exit status 2."""
+
+
+def default_model(input_shape: tuple[int, ...]) -> str:
+    """The zoo model for per-example ``input_shape``: mlp, cnn1d, digits_cnn/lenet5 or cnn3d."""
+    if len(input_shape) == 1:
+        return "mlp"
+    if len(input_shape) == 2:
+        return "cnn1d"
+    if len(input_shape) == 3:
+        return "lenet5" if min(input_shape[1:]) >= 20 else "digits_cnn"
+    if len(input_shape) == 4:
+        return "cnn3d"
+    raise CliError(f"no zoo model takes examples of shape {input_shape}; give --model.")
+
+
+def new_run_dir(model: str, data: str, root: str | os.PathLike = "runs") -> Path:
+    """A fresh ``runs/<model>-<data>-<timestamp>`` path (a suffix keeps it unused)."""
+    stem = f"{model}-{Path(data).stem if data.endswith('.npz') else data}-"
+    stem += time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path(root) / stem, 1
+    while path.exists():
+        n += 1
+        path = Path(root) / f"{stem}-{n}"
+    return path
+
+
+def check_out_dir(out: Path, resume: bool) -> None:
+    """An existing non-empty ``out`` is refused unless resuming (runs are never overwritten)."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {str(out)!r} exists and is not a directory.")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        raise CliError(
+            f"--out {str(out)!r} exists and is not empty: choose another directory, "
+            "or continue that run with --resume CHECKPOINT."
+        )
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically (temporary file, fsync, rename)."""
+    from deltanet.safetensors_format import atomic_write
+
+    text = json.dumps(obj, indent=2, default=_plain) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CliError(f"{str(path)!r} not found.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"{str(path)!r} is not valid JSON ({err}).") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{str(path)!r} must hold a JSON object.")
+    return data
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """history.csv (written by CSVLogger) as lists per column, ``epoch`` included."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise CliError(f"no history at {str(path)!r}.") from None
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                raise CliError(f"{str(path)!r}: {key}={value!r} is not a number.") from None
+    return columns
+
+
+def load_model_file(path: str) -> tuple[Any, dict[str, Any]]:
+    """``(model, metadata)`` from a model file or a checkpoint; clear errors when it is not one."""
+    from deltanet.io import load_checkpoint
+
+    if not os.path.isfile(path):
+        raise CliError(f"no model file at {path!r}.")
+    ckpt = load_checkpoint(path)  # FormatError (a ValueError) names the file and the problem
+    return ckpt.model, dict(ckpt.metadata.get("run", {}))
+
+
+def standardizer_from(meta: dict[str, Any]) -> Any:
+    """The Standardizer a run saved in its model file's metadata, or None."""
+    from deltanet.data import Standardizer
+
+    saved = meta.get("standardizer")
+    if not saved:
+        return None
+    try:
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in saved.items()}
+        return Standardizer.from_dict(arrays)
+    except (AttributeError, ValueError) as err:
+        raise CliError(f"the model file's standardizer is invalid: {err}") from None
+
+
+def first_weight(model: Any) -> np.ndarray | None:
+    """The first parameter named ``weight`` with at least 2 dims (conv filters, dense rows)."""
+    for name, p in model.named_parameters():
+        if name.split(".")[-1] == "weight" and p.data.ndim >= 2:
+            return p.data
+    return None
+
+
+def make_plots(run_dir: Path, history: Any, model: Any, test: tuple | None, names: list) -> list:
+    """Write the run's PNG plots; ``test`` is ``(x, y_true, y_pred, cm)`` or None."""
+    from deltanet import plots
+
+    written = [plots.plot_history(history, run_dir / PLOT_FILES["history"])]
+    if test is not None:
+        x, y_true, y_pred, cm = test
+        written.append(plots.plot_confusion_matrix(cm, run_dir / PLOT_FILES["confusion"], names))
+        path = run_dir / PLOT_FILES["misclassified"]
+        written.append(plots.plot_misclassified(x, y_true, y_pred, path, class_names=names))
+    weight = first_weight(model)
+    if weight is not None:
+        written.append(plots.plot_filters(weight, run_dir / PLOT_FILES["filters"]))
+    return written
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{math.floor(seconds / 60)} min"

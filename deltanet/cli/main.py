@@ -1,0 +1,190 @@
+"""The ``deltanet`` command: argument parsing and dispatch; the commands live beside it.
+
+Start-up imports only NumPy and deltanet's own modules, so ``deltanet --help`` answers at once;
+scikit-learn, matplotlib, tqdm and mnist1d are imported by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from deltanet.cli.common import TRAIN_DEFAULTS, CliError
+from deltanet.data import DATASETS
+from deltanet.optim import OPTIMIZERS
+from deltanet.schedules import POLICIES as LR_POLICIES
+from deltanet.zoo import MODELS
+
+EXAMPLES = """\
+examples:
+  deltanet train                                  # digits CNN on the 8x8 digits, ~98-99% test
+  deltanet train --model mlp --epochs 30 --lr 0.01
+  deltanet train --data mnist --model lenet5 --epochs 5 --lr-policy step --gamma 0.5 \\
+                 --stepsize 2000
+  deltanet train --data my_data.npz --out runs/mine    # arrays x (N, C, H, W) and y (N,)
+  deltanet train --resume runs/mine/checkpoints/last.safetensors --epochs 30
+  deltanet evaluate runs/mine/model.safetensors
+  deltanet predict runs/mine/model.safetensors digit.png
+  deltanet summary --model lenet5
+  deltanet gradcheck --model digits_cnn
+  deltanet plot runs/mine
+"""
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1,8,8. Received: {text!r}")
+    return shape
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        msg = f"expected integers like 1000,2000. Received: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    d = TRAIN_DEFAULTS
+    p = sub.add_parser(
+        "train",
+        help="train a model; writes a run directory",
+        description="Train a zoo model on a dataset. The run directory receives\n"
+        "model.safetensors, history.csv, metrics.json, checkpoints/ and PNG plots. The test set\n"
+        "is evaluated once, at the end; validation comes from a split of the training set.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", choices=MODELS, help="zoo model (default: chosen from the data)")
+    _add_data_args(p, f"dataset name ({', '.join(DATASETS)}) or .npz path (default: {d['data']})")
+    p.add_argument("--epochs", type=int, help=f"default: {d['epochs']}")
+    p.add_argument("--batch-size", type=int, help=f"default: {d['batch_size']}")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default: {d['optimizer']}")
+    p.add_argument("--lr", type=float, help=f"base learning rate (default: {d['lr']})")
+    p.add_argument(
+        "--lr-policy", choices=LR_POLICIES,
+        help=f"Caffe learning-rate policy, per iteration (default: {d['lr_policy']})",
+    )  # fmt: skip
+    g = p.add_argument_group("learning-rate policy parameters (as Caffe's solver)")
+    g.add_argument("--gamma", type=float, help="step, exp, inv, multistep, sigmoid")
+    g.add_argument("--stepsize", type=int, help="step, sigmoid (iterations)")
+    g.add_argument("--stepvalues", type=_int_list, help="multistep: iterations, e.g. 500,900")
+    g.add_argument("--power", type=float, help="inv, poly")
+    g.add_argument("--max-iter", type=int, help="poly, cosine (default: all iterations)")
+    g.add_argument("--min-lr", type=float, help="cosine (default: 0)")
+    g.add_argument("--warmup", type=int, help="linear warm-up iterations (default: 0)")
+    p.add_argument("--weight-decay", type=float, help="L2 weight decay (default: none)")
+    p.add_argument("--dropout", type=float, help="digits_cnn: dropout before the last layer")
+    p.add_argument("--seed", type=int, help=f"weights, split and shuffling (default: {d['seed']})")
+    p.add_argument(
+        "--val-fraction", type=float,
+        help=f"share of the training set held out for validation, 0 for none "
+        f"(default: {d['val_fraction']})",
+    )  # fmt: skip
+    p.add_argument(
+        "--standardize", action=argparse.BooleanOptionalAction,
+        help="standardise inputs per channel with the training split's mean and std, saved "
+        "with the model (default: on)",
+    )  # fmt: skip
+    p.add_argument("--out", metavar="DIR", help="run directory (default: a new one under runs/)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint file")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_tools(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a test set")
+    p.add_argument("model_file", metavar="MODEL_FILE")
+    _add_data_args(p, "dataset name or .npz path (default: the data it was trained on)")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = sub.add_parser("predict", help="class and probabilities of an input (.npy or .png)")
+    p.add_argument("model_file", metavar="MODEL_FILE")
+    p.add_argument("input", metavar="INPUT", help=".npy (one example or a batch) or .png image")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="PNG: dark ink on light paper is inverted (default: auto)")  # fmt: skip
+
+    p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
+    p.add_argument("model_file", metavar="MODEL_FILE", nargs="?", help="a saved model")
+    _add_model_args(p)
+
+    p = sub.add_parser(
+        "gradcheck", help="numerical gradient check of a model in float64",
+        description="Compare each parameter's backpropagated gradient with central differences "
+        "on a small random batch, in float64, and print the relative difference per parameter.",
+    )  # fmt: skip
+    p.add_argument("model_file", metavar="MODEL_FILE", nargs="?", help="a saved model")
+    _add_model_args(p)
+    p.add_argument("--batch", type=int, default=2, help="random examples (default: 2)")
+    p.add_argument("--mode", choices=("auto", "elementwise", "directional"), default="auto",
+                   help="auto: elementwise up to 12,000 parameters, else one random direction "
+                   "per parameter")  # fmt: skip
+    p.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (1e-5)")
+    p.add_argument("--tol", type=float, default=1e-6, help="largest relative difference (1e-6)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("plot", help="re-create the PNG plots of a run directory")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+
+
+def _add_data_args(p: argparse.ArgumentParser, data_help: str) -> None:
+    p.add_argument("--data", metavar="NAME|FILE.npz", help=data_help)
+    p.add_argument("--data-dir", metavar="DIR", help="where mnist/mnist1d files are (or go)")
+    p.add_argument("--download", action="store_true", help="mnist: download missing files once")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=MODELS, help="zoo model (instead of MODEL_FILE)")
+    p.add_argument("--input-shape", type=_shape, help="per example, e.g. 1,28,28")
+    p.add_argument("--num-classes", type=int, default=10)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deltanet",
+        description="deltanet: train and check NumPy neural networks whose every backward pass "
+        "is derived by hand.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from deltanet import __version__
+
+    parser.add_argument("--version", action="version", version=f"deltanet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    _add_train(sub)
+    _add_tools(sub)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from deltanet.cli.train import run_train
+
+        return run_train(args)
+    from deltanet.cli import commands
+
+    return getattr(commands, f"run_{args.command}")(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deltanet`` command; returns the exit status (2 on bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors (already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("deltanet: interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, TypeError, OSError, RuntimeError) as err:
+        # Bad input and failed runs get one clear line, not a traceback.
+        print(f"deltanet: error: {err}", file=sys.stderr)
+        return 2

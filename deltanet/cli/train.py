@@ -1,0 +1,250 @@
+"""``deltanet train``: everything is checked before the run directory is created; then fit,
+one evaluation on the held-out test set, and the run's files (model, history, metrics, plots)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deltanet.cli.common import (
+    TRAIN_DEFAULTS,
+    CliError,
+    check_out_dir,
+    default_model,
+    make_plots,
+    new_run_dir,
+    read_json,
+    write_json,
+)
+
+CONFIG_FILE = "config.json"
+SCHEDULE_ARGS = ("gamma", "stepsize", "stepvalues", "power", "max_iter", "min_lr")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; returns 0. Bad input raises before anything is written."""
+    started = time.perf_counter()
+    out, config = _resolve(args)
+    ds = _load_data(config, args)
+    config["model"] = config["model"] or default_model(tuple(ds.input_shape))
+    model = _build(config, ds)
+    train, val, standardizer = _split(config, ds)
+    optimizer, schedule = _optimizer(config, model, len(train[0]))
+    out = out or new_run_dir(config["model"], config["data"])
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # a resumed run's config is updated only once its checkpoint loaded
+        write_json(out / CONFIG_FILE, config)
+    say = (lambda *a: None) if args.quiet else print
+    say(
+        f"deltanet train: {config['model']} ({model.num_parameters():,} parameters) on "
+        f"{ds.name}: {len(ds.y_train)} training examples ({len(train[1])} to train, "
+        f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
+        f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
+    )
+    say(f"run directory: {out}" + (f" (resuming from {args.resume})" if args.resume else ""))
+    run = _run_info(config, ds, standardizer)
+    history = _fit(config, args, out, run, (model, optimizer, schedule), train, val)
+    if args.resume:
+        write_json(out / CONFIG_FILE, config)
+    test = ds.x_test if standardizer is None else standardizer.transform(ds.x_test)
+    metrics = _finish(config, out, run, model, history, ds, test, started)
+    say(
+        f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
+        f"({len(ds.y_test)} held-out examples); {metrics['seconds']:.1f} s in all"
+    )
+    say(f"wrote {out / 'model.safetensors'}, metrics.json, history.csv and plots")
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
+    """The run directory (None: a new one) and the settings: defaults < resumed run < args."""
+    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
+    given.update({k: getattr(args, k) for k in ("data_dir",) if getattr(args, k, None)})
+    saved: dict[str, Any] = {}
+    out = Path(args.out) if args.out else None
+    if args.resume:
+        ckpt = Path(args.resume)
+        if not ckpt.is_file():
+            raise CliError(f"--resume: no checkpoint file at {args.resume!r}.")
+        from deltanet.io import load_checkpoint
+
+        try:  # a corrupt file fails here, before anything is written
+            meta = load_checkpoint(ckpt).metadata
+        except ValueError as err:
+            raise CliError(f"--resume: {err}") from None
+        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out = out or run
+        if (out / CONFIG_FILE).is_file():
+            saved = read_json(out / CONFIG_FILE)
+        elif isinstance(meta.get("run"), dict):  # a checkpoint moved out of its run directory
+            keys = ("model", "data", "data_dir", "seed")
+            saved = {k: meta["run"][k] for k in keys if meta["run"].get(k) is not None}
+    config = {**TRAIN_DEFAULTS, **saved, **given}
+    _check_numbers(config)
+    if out is not None:
+        check_out_dir(out, bool(args.resume))
+    return out, config
+
+
+def _check_numbers(c: dict[str, Any]) -> None:
+    for key, low in (("epochs", 1), ("batch_size", 1), ("warmup", 0)):
+        if not isinstance(c[key], int) or c[key] < low:
+            flag = "--" + key.replace("_", "-")
+            raise CliError(f"{flag} must be an integer >= {low}. Received: {c[key]!r}.")
+    if not c["lr"] > 0 or not np.isfinite(c["lr"]):
+        raise CliError(f"--lr must be a positive number. Received: {c['lr']!r}.")
+    if not 0 <= c["val_fraction"] < 1:
+        raise CliError(f"--val-fraction must be in [0, 1). Received: {c['val_fraction']!r}.")
+    if c["weight_decay"] is not None and not c["weight_decay"] >= 0:
+        raise CliError(f"--weight-decay must be >= 0. Received: {c['weight_decay']!r}.")
+
+
+def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The dataset, validated by its loader (shape, labels, finite values) before training."""
+    from deltanet.data import load_dataset
+
+    data = config["data"]
+    if data.lower().endswith(".npz"):
+        config["data"] = data = str(Path(data).expanduser().resolve())  # evaluate finds it later
+        if not os.path.isfile(data):
+            raise CliError(f"--data: no file at {data!r}.")
+    download = bool(getattr(args, "download", False))
+    try:
+        return load_dataset(data, data_dir=config.get("data_dir"), seed=config["seed"],
+                            download=download)  # fmt: skip
+    except FileNotFoundError as err:
+        hint = " (deltanet train: --download, or --data-dir DIR)" if data == "mnist" else ""
+        raise CliError(f"{err}{hint}") from None
+
+
+def _build(config: dict[str, Any], ds: Any) -> Any:
+    from deltanet.zoo import build_model
+
+    options = {"dropout": config["dropout"]} if config["dropout"] is not None else {}
+    return build_model(
+        config["model"],
+        input_shape=tuple(ds.input_shape),
+        num_classes=ds.num_classes,
+        seed=config["seed"],
+        **options,
+    )
+
+
+def _split(config: dict[str, Any], ds: Any) -> tuple[tuple, tuple | None, Any]:
+    """``(train, val or None, standardizer or None)``: validation is cut from the training set."""
+    from deltanet.data import Standardizer, train_val_split
+
+    x, y = ds.x_train, ds.y_train
+    val = None
+    if config["val_fraction"] > 0:
+        x, y, xv, yv = train_val_split(x, y, config["val_fraction"], seed=config["seed"])
+        val = (xv, yv)
+    standardizer = Standardizer.fit(x) if config["standardize"] else None
+    if standardizer is not None:
+        x = standardizer.transform(x)
+        val = None if val is None else (standardizer.transform(val[0]), val[1])
+    return (x, y), val, standardizer
+
+
+def _optimizer(config: dict[str, Any], model: Any, n_train: int) -> tuple[Any, Any]:
+    from deltanet.optim import make_optimizer
+    from deltanet.schedules import make_schedule
+
+    kwargs = {"lr": config["lr"]}
+    if config["weight_decay"] is not None:
+        kwargs["weight_decay"] = config["weight_decay"]
+    optimizer = make_optimizer(config["optimizer"], model, **kwargs)
+    total = config["epochs"] * -(-n_train // config["batch_size"])
+    params = {k: config[k] for k in SCHEDULE_ARGS if config[k] is not None}
+    if config["lr_policy"] in ("poly", "cosine"):
+        params.setdefault("max_iter", total)
+    if config["warmup"]:
+        params["warmup_iters"] = config["warmup"]
+    return optimizer, make_schedule(config["lr_policy"], config["lr"], **params)
+
+
+def _run_info(config: dict[str, Any], ds: Any, standardizer: Any) -> dict[str, Any]:
+    """What evaluate/predict/plot need to use a model file: its data, shapes, preprocessing."""
+    return {
+        "model": config["model"],
+        "data": config["data"],
+        "data_dir": config.get("data_dir"),
+        "input_shape": list(ds.input_shape),
+        "num_classes": ds.num_classes,
+        "class_names": list(ds.class_names),
+        "standardizer": None if standardizer is None else standardizer.to_dict(),
+        "seed": config["seed"],
+    }
+
+
+def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
+    from deltanet.callbacks import CSVLogger, ModelCheckpoint
+    from deltanet.training import fit
+
+    class RunCheckpoint(ModelCheckpoint):
+        """Checkpoints that also carry the run's description, so evaluate/predict take them."""
+
+        def _save(self, path: str, metadata: dict[str, Any]) -> None:
+            super()._save(path, {**metadata, "run": run})
+
+    model, optimizer, schedule = trainer
+    callbacks = [
+        CSVLogger(out / "history.csv"),
+        RunCheckpoint(out / "checkpoints", monitor="val_loss" if val else "loss"),
+    ]
+    return fit(
+        model,
+        "cross_entropy",
+        optimizer,
+        train,
+        epochs=config["epochs"],
+        batch_size=config["batch_size"],
+        validation_data=val,
+        schedule=schedule,
+        callbacks=callbacks,
+        seed=config["seed"],
+        verbose=0 if args.quiet else 1,
+        resume_from=args.resume,
+    )
+
+
+def _finish(config, out: Path, run: dict, model, history, ds, x_test, started) -> dict:
+    """Evaluate on the test set once; write model.safetensors, metrics.json and the plots."""
+    from deltanet import io
+    from deltanet.metrics import confusion_matrix
+    from deltanet.training import evaluate, predict
+
+    scores = evaluate(model, "cross_entropy", x_test, ds.y_test)
+    y_pred, _ = predict(model, x_test)
+    cm = confusion_matrix(ds.y_test, y_pred, ds.num_classes)
+    logs = history.history
+    train_seconds = float(sum(logs.get("seconds", [])))
+    metrics = {
+        "test_accuracy": scores["accuracy"],
+        "test_loss": scores["loss"],
+        **({"test_top5": scores["top5"]} if "top5" in scores else {}),
+        "epochs": len(history.epoch),
+        "seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
+        "images_per_second": float(np.mean(logs.get("images_per_second", [0.0]))),
+        **{f"final_{k}": v[-1] for k, v in logs.items() if k in ("loss", "accuracy") and v},
+        **{f"final_{k}": v[-1] for k, v in logs.items() if k.startswith("val_") and v},
+        "model": config["model"],
+        "num_parameters": model.num_parameters(),
+        "data": config["data"],
+        "train_size": len(ds.y_train),
+        "test_size": len(ds.y_test),
+        "seed": config["seed"],
+        "config": config,
+    }
+    run = {**run, "test_accuracy": scores["accuracy"]}
+    io.save(model, out / "model.safetensors", metadata={"run": run})
+    make_plots(out, history, model, (ds.x_test, ds.y_test, y_pred, cm), list(ds.class_names))
+    metrics["seconds"] = time.perf_counter() - started  # the whole command, plots included
+    write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,294 @@
+"""Datasets and batch iteration: validation, splits, normalisation, and the named datasets.
+
+Arrays are channels-first, one example per row: ``x`` float32 ``(N, C, *spatial)`` (or ``(N, F)``
+for plain features), ``y`` int64 class labels ``(N,)``. Every dataset carries a held-out test set
+that training never sees, and that test set never changes between runs: it is fixed by the
+dataset (MNIST, MNIST-1D) or drawn with a fixed seed (digits, ``.npz`` without ``x_test``,
+the test half of ``volumes``), whatever ``seed`` a training run uses.
+
+The loaders live in ``deltanet.datasets`` and are imported on first use, so ``import
+deltanet.data`` stays fast (scikit-learn and mnist1d take about a second each to import).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deltanet.init import RngLike, as_rng
+
+DATASETS = ("digits", "mnist", "mnist1d", "volumes")
+# The seed of every held-out split: a constant, so the test set is the same in every run.
+SPLIT_SEED = 0
+
+
+@dataclass(repr=False)
+class Dataset:
+    """A train/test pair of arrays: ``x`` float32 ``(N, *input_shape)``, ``y`` int64 ``(N,)``."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    input_shape: tuple[int, ...]
+    class_names: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+            f"input_shape={self.input_shape}, num_classes={self.num_classes})"
+        )
+
+
+def data_root() -> Path:
+    """Where downloads and caches go: ``$DELTANET_DATA`` or ``~/.cache/deltanet``."""
+    return Path(os.environ.get("DELTANET_DATA") or "~/.cache/deltanet").expanduser()
+
+
+# --- validation ---------------------------------------------------------------------------
+def validate_arrays(
+    x: np.ndarray, y: np.ndarray, num_classes: int | None = None, where: str = "data"
+) -> None:
+    """Check ``x (N, ...)`` and labels ``y (N,)`` before training; ValueError naming ``where``.
+
+    ``x``: a real numeric array with at least 2 dims, at least one example, all values finite.
+    ``y``: 1-D, one label per example, integers (an integer dtype, or floats holding whole
+    numbers), ``>= 0`` and ``< num_classes`` when that is given.
+    """
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise TypeError(
+            f"{where}: x and y must be numpy arrays. "
+            f"Received: x {type(x).__name__}, y {type(y).__name__}."
+        )
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: x must hold real numbers. Received dtype {x.dtype}.")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(
+            f"{where}: x must have shape (N, ...) with N >= 1 and at least 2 dims "
+            f"(e.g. (N, C, H, W)). Received shape {x.shape}."
+        )
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(
+            f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
+            f"({np.count_nonzero(~np.isfinite(x))} non-finite values)."
+        )
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{where}: y must have shape (N,) = ({x.shape[0]},), one label per example. "
+            f"Received shape {y.shape}."
+        )
+    _validate_labels(y, num_classes, where)
+
+
+def _validate_labels(y: np.ndarray, num_classes: int | None, where: str) -> None:
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"{where}: labels must be integers (class indices). Received {y[i]} at index {i}."
+            )
+    elif y.dtype.kind not in "iu":
+        raise ValueError(
+            f"{where}: labels must be integers (class indices). Received dtype {y.dtype}."
+        )
+    if y.size == 0:
+        return
+    if y.min() < 0:
+        i = int(np.argmin(y))
+        raise ValueError(f"{where}: labels must be >= 0. Received {y[i]} at index {i}.")
+    if num_classes is not None and y.max() >= num_classes:
+        i = int(np.argmax(y))
+        raise ValueError(
+            f"{where}: labels must be in [0, {num_classes}) for {num_classes} classes. "
+            f"Received {y[i]} at index {i}."
+        )
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int. Received: {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: {batch_size}.")
+
+
+# --- batching and splits ------------------------------------------------------------------
+def batches(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    rng: RngLike = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Yield ``(x[idx], y[idx])`` mini-batches of ``batch_size`` rows (``y`` may be None).
+
+    With ``shuffle`` one permutation from ``rng`` (a Generator, a seed, or None for fresh
+    entropy) orders the epoch; the same Generator state gives the same batches. Without it the
+    batches are slices (views) in order. ``drop_last`` skips a final short batch.
+    """
+    _check_batch_size(batch_size)
+    n = len(x)
+    if y is not None and len(y) != n:
+        raise ValueError(
+            f"x and y must have the same number of examples. Received: {n} and {len(y)}."
+        )
+    stop = n - n % batch_size if drop_last else n
+    order = as_rng(rng).permutation(n) if shuffle else None
+    for start in range(0, stop, batch_size):
+        if order is None:
+            idx = slice(start, start + batch_size)
+        else:
+            idx = order[start : start + batch_size]
+        yield x[idx], (None if y is None else y[idx])
+
+
+def split_indices(
+    y: np.ndarray, fraction: float, *, seed: int = SPLIT_SEED, stratify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded ``(keep, held_out)`` index arrays (sorted) with ``ceil(fraction * N)`` held out.
+
+    Stratified: each class gives its share (largest remainder), so class proportions match.
+    """
+    n = len(y)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"The held-out fraction must be in (0, 1). Received: {fraction}.")
+    n_out = math.ceil(fraction * n - 1e-9)
+    if n_out < 1 or n_out >= n:
+        raise ValueError(
+            f"Cannot hold out {fraction:.0%} of {n} examples: both parts must be non-empty."
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    if not stratify:
+        return np.sort(perm[n_out:]), np.sort(perm[:n_out])
+    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    quota = counts * (n_out / n)
+    take = np.floor(quota).astype(np.int64)
+    extra = np.argsort(-(quota - take), kind="stable")[: n_out - take.sum()]
+    take[extra] += 1
+    # A stable sort of the shuffled indices by class keeps each class in random order; the
+    # first take[c] of class c are held out.
+    perm = perm[np.argsort(inverse[perm], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    cls = inverse[perm]
+    rank = np.arange(n) - starts[cls]
+    held = rank < take[cls]
+    return np.sort(perm[~held]), np.sort(perm[held])
+
+
+def train_val_split(
+    x: np.ndarray,
+    y: np.ndarray,
+    val_fraction: float = 0.2,
+    *,
+    seed: int = 0,
+    stratify: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, y_train, x_val, y_val)`` with ``ceil(val_fraction * N)`` rows held out."""
+    if len(x) != len(y):
+        raise ValueError(
+            f"x and y must have the same number of examples. Received: {len(x)} and {len(y)}."
+        )
+    keep, held = split_indices(y, val_fraction, seed=seed, stratify=stratify)
+    return x[keep], y[keep], x[held], y[held]
+
+
+# --- normalisation ------------------------------------------------------------------------
+class Standardizer:
+    """``(x - mean) / std`` with statistics fitted on the training set only.
+
+    Per channel (``axis 1``; mean over the examples and all spatial positions) by default,
+    or per feature (every position of an example separately) with ``per_feature=True``.
+    """
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, *, per_feature: bool = False, eps: float = 1e-8) -> Standardizer:
+        """Statistics of ``x (N, C, ...)``: shapes ``(C, 1, ..)`` or ``x.shape[1:]``."""
+        if x.ndim < 2:
+            raise ValueError(f"Standardizer.fit needs x of shape (N, ...). Received {x.shape}.")
+        axes = (0,) if per_feature else (0, *range(2, x.ndim))
+        mean = x.mean(axis=axes, dtype=np.float64, keepdims=True)[0]
+        std = x.std(axis=axes, dtype=np.float64, keepdims=True)[0]
+        # A constant channel (e.g. an always-black border pixel) is shifted but not scaled.
+        return cls(mean, np.where(std < eps, 1.0, std))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Standardised ``x``, same shape and dtype (a float dtype)."""
+        try:
+            ok = np.broadcast_shapes(x.shape[1:], self.mean.shape) == x.shape[1:]
+        except ValueError:
+            ok = False
+        if x.ndim < 2 or not ok:
+            raise ValueError(
+                f"Standardizer fitted on examples broadcastable from {self.mean.shape}. "
+                f"Received x of shape {x.shape}."
+            )
+        dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+        return ((x - self.mean.astype(dtype)) / self.std.astype(dtype)).astype(dtype, copy=False)
+
+    def inverse_transform(self, x: np.ndarray) -> np.ndarray:
+        """``x * std + mean`` in ``x``'s dtype."""
+        return (x * self.std.astype(x.dtype) + self.mean.astype(x.dtype)).astype(x.dtype)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """``{"mean", "std"}`` float64 arrays, ready to save as tensors."""
+        return {"mean": self.mean.copy(), "std": self.std.copy()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, np.ndarray]) -> Standardizer:
+        if set(d) != {"mean", "std"}:
+            raise ValueError(f"Standardizer needs keys 'mean' and 'std'. Received: {sorted(d)}.")
+        mean, std = np.asarray(d["mean"]), np.asarray(d["std"])
+        if mean.shape != std.shape or not np.all(np.isfinite(mean)) or not np.all(std > 0):
+            raise ValueError(
+                "Standardizer: mean and std must have the same shape, be finite, std > 0. "
+                f"Received shapes {mean.shape} and {std.shape}."
+            )
+        return cls(mean, std)
+
+
+# --- named datasets -----------------------------------------------------------------------
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> Dataset:
+    """A dataset by name (``DATASETS``) or from a ``.npz`` path, validated, with a test set.
+
+    ``data_dir``: where MNIST's IDX files are (or are downloaded to, with ``download=True``) and
+    where MNIST-1D caches its generated arrays; default ``data_root() / name``.
+    ``seed`` seeds only the generated *training* examples of ``volumes``; test sets never
+    depend on it.
+    """
+    from deltanet import datasets
+
+    name = os.fspath(name_or_path)
+    if name.lower().endswith(".npz"):
+        return datasets.load_npz(name)
+    if name == "digits":
+        return datasets.load_digits()
+    if name == "mnist":
+        return datasets.load_mnist(data_dir, download=download)
+    if name == "mnist1d":
+        return datasets.load_mnist1d(data_dir)
+    if name == "volumes":
+        return datasets.load_volumes(seed=seed)
+    raise ValueError(
+        f"Unknown dataset {name!r}. Valid names: {', '.join(DATASETS)}, "
+        "or a path to an .npz file with arrays x and y."
+    )

@@ -1,0 +1,181 @@
+"""evaluate / predict, and what fit shares with them: losses by name, input checks, modes.
+
+Both run the model in eval mode (dropout off, batch norm on its running statistics) in
+batches, and restore each layer's own mode afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from deltanet.data import validate_arrays
+from deltanet.layers.base import Layer
+from deltanet.metrics import predicted_classes
+from deltanet.ops.losses import mean_squared_error, sigmoid_cross_entropy, softmax_cross_entropy
+
+LossFn = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+
+def _one_hot_targets(fn: LossFn) -> LossFn:
+    """Wrap a loss on targets of the logits' shape so it also takes integer labels (N,)."""
+
+    def loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        if np.issubdtype(y.dtype, np.integer) and y.ndim == logits.ndim - 1:
+            y = np.eye(logits.shape[1], dtype=logits.dtype)[y]
+        return fn(logits, y)
+
+    loss.__name__ = fn.__name__
+    return loss
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": softmax_cross_entropy,
+    "sigmoid_cross_entropy": _one_hot_targets(sigmoid_cross_entropy),
+    "mse": _one_hot_targets(mean_squared_error),
+}
+
+
+def resolve_loss(loss: str | LossFn, where: str = "fit") -> LossFn:
+    """A loss callable ``(logits, y) -> (value, dlogits)`` from itself or from its name."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"{where}: unknown loss {loss!r}. Valid names: {', '.join(LOSSES)}.")
+        return LOSSES[loss]
+    if not callable(loss):
+        raise TypeError(
+            f"{where}: loss must be a name ({', '.join(LOSSES)}) or a callable "
+            f"(logits, y) -> (value, dlogits). Received: {type(loss).__name__}."
+        )
+    return loss
+
+
+# --- input validation -----------------------------------------------------------------------
+
+
+def check_xy(where: str, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Float ``x (N, ...)`` and integer labels ``y (N,)``, finite and of matching length."""
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(
+            f"{where}: {what} x must be a float numpy array (N, ...) with the batch axis first "
+            f"(float32 or float64). Received: {got}."
+        )
+    validate_arrays(x, y, where=f"{where}: {what}")
+    return x, y.astype(np.int64, copy=False)
+
+
+def check_int(where: str, arg: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: {arg} must be an int. Received: {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{where}: {arg} must be >= {minimum}. Received: {value}.")
+    return int(value)
+
+
+# --- modes and layers -----------------------------------------------------------------------
+
+
+def _all_layers(model: Layer) -> Iterator[Layer]:
+    yield model
+    for sub in model.sublayers():
+        yield from _all_layers(sub)
+
+
+@contextmanager
+def mode(model: Layer, training: bool) -> Iterator[None]:
+    """Switch ``model`` to train or eval mode, and back to each layer's own mode afterwards."""
+    layers = list(_all_layers(model))
+    saved = [layer.training for layer in layers]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for layer, was in zip(layers, saved):
+            layer.training = was
+
+
+# --- evaluate / predict ---------------------------------------------------------------------
+
+
+def _check_batch_args(where: str, model: Any, x: Any, batch_size: Any) -> int:
+    if not isinstance(model, Layer):
+        raise TypeError(
+            f"{where}: model must be a deltanet Layer. Received: {type(model).__name__}."
+        )
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(
+            f"{where}: x must be a float numpy array (N, ...) with the batch axis first. "
+            f"Received: {got}."
+        )
+    if x.ndim < 2:
+        raise ValueError(
+            f"{where}: x must have shape (N, ...) with the batch axis first. Received: {x.shape}."
+        )
+    return check_int(where, "batch_size", batch_size, 1)
+
+
+def evaluate(
+    model: Layer, loss: str | LossFn, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256
+) -> dict[str, float]:
+    """Mean loss, accuracy (and ``top5`` with more than 5 classes) of ``model`` on ``(x, y)``.
+
+    Runs in eval mode (dropout off, batch-norm running statistics) and restores the mode.
+    """
+    loss_fn = resolve_loss(loss, "evaluate")
+    batch_size = _check_batch_args("evaluate", model, x, batch_size)
+    x, y = check_xy("evaluate", x, y, "data")
+    return evaluate_batches(model, loss_fn, x, y, batch_size)
+
+
+def evaluate_batches(model: Layer, loss_fn: LossFn, x, y, batch_size: int) -> dict[str, float]:
+    total, correct, top5 = 0.0, 0, 0
+    with mode(model, False):
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+            logits = model(xb)
+            value, _ = loss_fn(logits, yb)
+            total += float(value) * len(yb)
+            correct += int(np.count_nonzero(predicted_classes(logits) == yb))
+            if logits.shape[1] > 5:
+                top = np.argpartition(-logits, 4, axis=1)[:, :5]  # any order within the top 5
+                top5 += int(np.count_nonzero(top == yb[:, None]))
+    n = len(x)
+    scores = {"loss": total / n, "accuracy": correct / n}
+    if logits.shape[1] > 5:
+        scores["top5"] = top5 / n
+    return scores
+
+
+def predict(model: Layer, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Classes (N,) int64 and probabilities (N, K): softmax of the logits (sigmoid for K = 1).
+
+    Runs in eval mode and restores the mode.
+    """
+    batch_size = _check_batch_args("predict", model, x, batch_size)
+    classes, probs = [], []
+    with mode(model, False):
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size])
+            if logits.ndim != 2:
+                raise ValueError(
+                    f"predict: the model must output logits (N, K). Received: {logits.shape}."
+                )
+            classes.append(predicted_classes(logits))
+            probs.append(_probabilities(logits))
+    if not classes:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=x.dtype)
+    return np.concatenate(classes), np.concatenate(probs)
+
+
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    """softmax along axis 1 (``exp(z - max z)`` normalised); sigmoid for a single column."""
+    if logits.shape[1] == 1:
+        with np.errstate(over="ignore"):
+            return 1 / (1 + np.exp(-logits))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

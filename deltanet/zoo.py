@@ -1,0 +1,237 @@
+"""A zoo of named models, each a ``Sequential`` built from a seed with PyTorch's default init.
+
+``build_model("digits_cnn", seed=0)`` returns a fresh model; the same name and seed give the same
+weights. Every builder takes the per-example ``input_shape`` (channels first, no batch axis) and
+``num_classes``, validates them, and sizes its dense layers from the input shape.
+
+| name         | input            | architecture                                                  |
+|--------------|------------------|---------------------------------------------------------------|
+| digits_cnn   | (1, 8, 8)        | conv3x3 32, ReLU, conv3x3 64, ReLU, maxpool 2, dense 128, 10  |
+| lenet5       | (1, 28, 28)      | conv5x5 6 pad 2, ReLU, pool, conv5x5 16, ReLU, pool, 120-84-10|
+| mlp          | (400,)           | dense 400-25-10 with sigmoid (the classic digit network)      |
+| cnn1d        | (1, 40)          | conv1d 5 32, ReLU, pool, conv1d 5 64, ReLU, pool, dense 128-10|
+| cnn3d        | (1, 16, 16, 16)  | conv3d 3 8, ReLU, pool, conv3d 3 16, ReLU, pool, dense 64-10  |
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deltanet.layers import (
+    Conv1D,
+    Conv2D,
+    Conv3D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPool3D,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+
+
+def _spatial(name: str, input_shape: tuple[int, ...], ndim: int, minimum: int) -> tuple[int, ...]:
+    """Check a channels-first ``(C, *spatial)`` shape of ``ndim`` spatial axes, each >= minimum."""
+    if len(input_shape) != 1 + ndim or min(input_shape) < 1:
+        axes = ", ".join(("C", *{1: "L", 2: "HW", 3: "DHW"}[ndim]))
+        raise ValueError(
+            f"{name}: expected an input shape ({axes}) per example. Received: {input_shape}."
+        )
+    if min(input_shape[1:]) < minimum:
+        raise ValueError(
+            f"{name}: every spatial size must be at least {minimum}. Received: {input_shape}."
+        )
+    return input_shape[1:]
+
+
+def digits_cnn(
+    input_shape=(1, 8, 8), num_classes=10, *, channels=(32, 64), hidden=128, dropout=0.0, rng=None
+) -> Sequential:
+    """Small CNN for the 8x8 digits: two 3x3 'same' convs, one 2x2 max-pool, two dense layers.
+
+    (N, C, H, W) -> conv3x3(C->32) ReLU -> conv3x3(32->64) ReLU -> maxpool 2 -> flatten
+    (N, 64*H/2*W/2) -> dense 128 ReLU [-> dropout] -> dense num_classes (logits).
+    """
+    h, w = _spatial("digits_cnn", input_shape, 2, 2)
+    c1, c2 = channels
+    layers = [
+        Conv2D(input_shape[0], c1, 3, padding=1, rng=rng),
+        ReLU(),
+        Conv2D(c1, c2, 3, padding=1, rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(c2 * (h // 2) * (w // 2), hidden, rng=rng),
+        ReLU(),
+    ]
+    if dropout:
+        layers.append(Dropout(dropout, rng=rng))
+    return Sequential(*layers, Dense(hidden, num_classes, rng=rng))
+
+
+def lenet5(input_shape=(1, 28, 28), num_classes=10, *, rng=None) -> Sequential:
+    """LeNet-5 with ReLU and max-pooling (61,706 parameters for 28x28 inputs and 10 classes).
+
+    (N, C, 28, 28) -> conv5x5(C->6, pad 2) ReLU -> maxpool 2 (6, 14, 14) -> conv5x5(6->16) ReLU
+    -> maxpool 2 (16, 5, 5) -> flatten 400 -> dense 120 ReLU -> dense 84 ReLU -> dense classes.
+    """
+    h, w = _spatial("lenet5", input_shape, 2, 12)
+    flat = 16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)
+    return Sequential(
+        Conv2D(input_shape[0], 6, 5, padding=2, rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(6, 16, 5, rng=rng),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(flat, 120, rng=rng),
+        ReLU(),
+        Dense(120, 84, rng=rng),
+        ReLU(),
+        Dense(84, num_classes, rng=rng),
+    )
+
+
+def mlp(
+    input_shape=(400,), num_classes=10, *, hidden=(25,), activation="sigmoid", rng=None
+) -> Sequential:
+    """Fully connected network: flatten -> [dense -> activation] per hidden size -> dense.
+
+    (N, *input_shape) -> (N, prod(input_shape)) -> hidden layers -> (N, num_classes); the default
+    is the classic 400-25-10 sigmoid network of the handwritten-digit exercise.
+    """
+    if not input_shape or min(input_shape) < 1:
+        raise ValueError(f"mlp: expected a non-empty input shape. Received: {input_shape}.")
+    if isinstance(hidden, int):
+        hidden = (hidden,)
+    if not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ValueError(f"mlp: hidden must be positive ints. Received: {hidden!r}.")
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"mlp: unknown activation {activation!r}. Valid: {', '.join(ACTIVATIONS)}."
+        )
+    layers: list = [Flatten()]
+    sizes = [math.prod(input_shape), *hidden]
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [Dense(n_in, n_out, rng=rng), ACTIVATIONS[activation]()]
+    return Sequential(*layers, Dense(sizes[-1], num_classes, rng=rng))
+
+
+def cnn1d(input_shape=(1, 40), num_classes=10, *, channels=(32, 64), hidden=128, rng=None):
+    """1D CNN for MNIST-1D sequences: two 'same' convs of width 5, each followed by max-pool 2.
+
+    (N, C, L) -> conv5(C->32) ReLU pool -> conv5(32->64) ReLU pool -> flatten (N, 64*(L//4))
+    -> dense 128 ReLU -> dense num_classes.
+    """
+    (length,) = _spatial("cnn1d", input_shape, 1, 4)
+    c1, c2 = channels
+    return Sequential(
+        Conv1D(input_shape[0], c1, 5, padding=2, rng=rng),
+        ReLU(),
+        MaxPool1D(2),
+        Conv1D(c1, c2, 5, padding=2, rng=rng),
+        ReLU(),
+        MaxPool1D(2),
+        Flatten(),
+        Dense(c2 * (length // 2 // 2), hidden, rng=rng),
+        ReLU(),
+        Dense(hidden, num_classes, rng=rng),
+    )
+
+
+def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidden=64, rng=None):
+    """3D CNN for voxel volumes: two 3x3x3 'same' convs, each followed by a 2x2x2 max-pool.
+
+    (N, C, D, H, W) -> conv3(C->8) ReLU pool -> conv3(8->16) ReLU pool -> flatten
+    (N, 16*D/4*H/4*W/4) -> dense 64 ReLU -> dense num_classes.
+    """
+    spatial = _spatial("cnn3d", input_shape, 3, 4)
+    c1, c2 = channels
+    return Sequential(
+        Conv3D(input_shape[0], c1, 3, padding=1, rng=rng),
+        ReLU(),
+        MaxPool3D(2),
+        Conv3D(c1, c2, 3, padding=1, rng=rng),
+        ReLU(),
+        MaxPool3D(2),
+        Flatten(),
+        Dense(c2 * math.prod(s // 2 // 2 for s in spatial), hidden, rng=rng),
+        ReLU(),
+        Dense(hidden, num_classes, rng=rng),
+    )
+
+
+_BUILDERS: dict[str, Callable[..., Sequential]] = {
+    "digits_cnn": digits_cnn,
+    "lenet5": lenet5,
+    "mlp": mlp,
+    "cnn1d": cnn1d,
+    "cnn3d": cnn3d,
+}
+MODELS = tuple(_BUILDERS)
+
+
+def default_input_shape(name: str) -> tuple[int, ...]:
+    """The per-example input shape a model is designed for, e.g. (1, 8, 8) for digits_cnn."""
+    builder = _builder(name)
+    return tuple(inspect.signature(builder).parameters["input_shape"].default)
+
+
+def _builder(name: str) -> Callable[..., Sequential]:
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}. Valid models: {', '.join(MODELS)}.")
+    return _BUILDERS[name]
+
+
+def _check_shape(name: str, input_shape: Any) -> tuple[int, ...]:
+    if isinstance(input_shape, (int, np.integer)):
+        input_shape = (input_shape,)
+    ok = isinstance(input_shape, Sequence) and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in input_shape
+    )
+    if not ok:
+        raise TypeError(
+            f"{name}: input_shape must be a tuple of ints (no batch axis). Received: "
+            f"{input_shape!r}."
+        )
+    return tuple(int(s) for s in input_shape)
+
+
+def build_model(
+    name: str,
+    *,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int = 10,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Sequential:
+    """Build the zoo model ``name`` for per-example ``input_shape`` (default: the model's own).
+
+    The layers draw their initial weights (and dropout masks) from one Generator seeded with
+    ``seed``, in layer order. ``kwargs`` go to the builder (e.g. ``hidden=(25,)`` for mlp).
+    """
+    builder = _builder(name)
+    shape = default_input_shape(name) if input_shape is None else _check_shape(name, input_shape)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"{name}: num_classes must be an int. Received: {num_classes!r}.")
+    if num_classes < 1:
+        raise ValueError(f"{name}: num_classes must be at least 1. Received: {num_classes}.")
+    options = [p for p in inspect.signature(builder).parameters if p not in ("input_shape", "rng")]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown:
+        valid = ", ".join(o for o in options if o != "num_classes")
+        raise ValueError(f"{name}: unknown options {unknown}. Valid options: {valid}.")
+    rng = np.random.default_rng(seed)
+    return builder(shape, int(num_classes), rng=rng, **kwargs)
