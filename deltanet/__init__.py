@@ -2,10 +2,12 @@
 
 from deltanet import init, ops
 from deltanet.gradcheck import GradcheckReport, gradcheck, numerical_gradient
+from deltanet.io import Checkpoint, FormatError, load, load_checkpoint, save
 from deltanet.layers import *  # noqa: F403 - the layers are the public API
 from deltanet.layers import __all__ as _layer_names
 from deltanet.layers.config import layer_from_dict, layer_to_dict
 from deltanet.ops import losses
+from deltanet.training import TrainingDiverged, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -19,4 +21,24 @@ __all__ = [
     "losses",
     "numerical_gradient",
     "ops",
+    "Checkpoint",
+    "FormatError",
+    "TrainingDiverged",
+    "evaluate",
+    "fit",
+    "load",
+    "load_checkpoint",
+    "minimize",
+    "predict",
+    "save",
 ]
+
+
+def minimize(*args, **kwargs):
+    """Full-batch minimisation (CG, L-BFGS-B) through scipy: see ``deltanet.fullbatch.minimize``.
+
+    Imported on first use so that ``import deltanet`` (and ``deltanet --help``) skips scipy.
+    """
+    from deltanet.fullbatch import minimize as _minimize
+
+    return _minimize(*args, **kwargs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deltanet.fullbatch import flatten_parameters, minimize, unflatten_parameters
 from deltanet.layers import Dense, Dropout, ReLU, Sequential
-from deltanet.minimize import flatten_parameters, minimize, unflatten_parameters
 from deltanet.ops.losses import softmax_cross_entropy
 
 
