@@ -7,6 +7,7 @@ scikit-learn, matplotlib, tqdm and mnist1d are imported by the commands that nee
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -144,6 +145,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=10)
 
 
+# Commands whose parser and runner live in a module of their own: ``add_parser(sub)`` and
+# ``run(args) -> int``. Their modules import only NumPy and deltanet at top level.
+OWN_MODULE_COMMANDS = {"pack": "deltanet.cli.pack", "export": "deltanet.cli.export"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deltanet",
@@ -159,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_train(sub)
     _add_tools(sub)
+    for module_name in OWN_MODULE_COMMANDS.values():
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 
@@ -167,6 +175,8 @@ def _run(args: argparse.Namespace) -> int:
         from deltanet.cli.train import run_train
 
         return run_train(args)
+    if args.command in OWN_MODULE_COMMANDS:
+        return importlib.import_module(OWN_MODULE_COMMANDS[args.command]).run(args)
     from deltanet.cli import commands
 
     return getattr(commands, f"run_{args.command}")(args)
