@@ -4,6 +4,14 @@ One step: ``optimizer.lr = schedule(step)`` (if a schedule is given), ``model.ze
 ``logits = model(xb)``, ``value, dlogits = loss(logits, yb)``, ``model.backward(dlogits)``,
 ``optimizer.step()``. A non-finite loss, gradient or parameter stops training with
 ``TrainingDiverged``; checkpoints written before stay as they were.
+
+``distributed=True`` (under ``mpiexec -n N``): every rank passes the same data and settings;
+they are compared across ranks first (a clear error on every rank if they differ), rank 0's
+weights are broadcast, each rank runs its shard of every global batch, the gradients are summed
+over the ranks (``deltanet.distributed``), and every rank takes the same step: N ranks reach
+the weights of one process with the same batch size. Only rank 0 prints and runs the
+callbacks marked ``rank_zero_only`` (checkpoints, CSV logs). An exception on one rank during
+training aborts the whole job (MPI Abort) instead of leaving the others waiting.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from deltanet.evaluation import (
 from deltanet.init import as_rng
 from deltanet.io import FormatError, load_checkpoint
 from deltanet.layers.base import Layer
+from deltanet.layers.sequential import backward_parameters
 from deltanet.metrics import predicted_classes
 from deltanet.progress import ProgressBar
 
@@ -73,13 +82,56 @@ def fit(
     shuffle: bool = True,
     verbose: int = 1,
     resume_from: str | os.PathLike | None = None,
+    distributed: bool = False,
+    sync_batch_norm: bool = False,
 ) -> History:
     """Train ``model`` on ``train_data = (x (N, ...), y (N,))`` for ``epochs`` epochs.
 
     Returns the History (``history.history["loss"]``, ...). ``seed`` seeds the shuffling
     Generator: the same seed and model give bit-identical weights. ``resume_from``: a
     checkpoint of ``ModelCheckpoint``; training continues after its epoch as if never stopped.
+    ``distributed``: data-parallel over the MPI ranks (module docstring); ``batch_size`` is the
+    global batch. ``sync_batch_norm``: batch norm with the statistics of the global batch
+    instead of each rank's shard (see ``deltanet.layers.norm``).
     """
+    dist = _distributed(distributed, sync_batch_norm)  # None or deltanet.distributed_fit
+    try:
+        state, data, val, loss_fn, bar = _prepare(
+            model, loss, optimizer, train_data, validation_data, epochs, batch_size,
+            schedule, callbacks, seed, verbose, resume_from, dist is None or dist.rank() == 0,
+        )  # fmt: skip
+    except Exception as err:
+        if dist is not None:
+            dist.setup_failed(err)  # raises on every rank, naming the rank that failed
+        raise
+    if dist is not None:  # the ranks agree (or all raise), then start from rank 0's weights
+        dist.start(state, data, val, (loss, seed, shuffle, resume_from, sync_batch_norm))
+    try:
+        with mode(model, True):
+            _train(state, data, val, loss_fn, schedule, shuffle, sync_batch_norm)
+    except TrainingDiverged:
+        raise  # decided from reduced values: every rank raises it together
+    except Exception as err:
+        if dist is None:
+            raise
+        dist.abort(f"fit failed: {type(err).__name__}: {err}")
+    finally:
+        bar.close()
+    return state.history
+
+
+def _distributed(distributed: Any, sync_batch_norm: Any) -> Any:
+    for key, flag in (("distributed", distributed), ("sync_batch_norm", sync_batch_norm)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"fit: {key} must be a bool. Received: {key}={flag!r}.")
+    if sync_batch_norm and not distributed:
+        raise ValueError("fit: sync_batch_norm=True needs distributed=True.")
+    return dfit() if distributed else None
+
+
+def _prepare(model, loss, optimizer, train_data, validation_data, epochs, batch_size,
+             schedule, callbacks, seed, verbose, resume_from, rank_zero):  # fmt: skip
+    """Checked arguments, the loop's state (resumed if asked) and the progress bar."""
     loss_fn, (x, y), val = _check_fit_args(model, loss, optimizer, train_data, validation_data)
     epochs = check_int("fit", "epochs", epochs, 0)
     batch_size = check_int("fit", "batch_size", batch_size, 1)
@@ -87,7 +139,7 @@ def fit(
         raise TypeError(f"fit: schedule must be callable step -> lr. Received: {schedule!r}.")
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2. Received: {verbose!r}.")
-    history, bar, ordered = _arrange_callbacks(callbacks, verbose)
+    history, bar, ordered = _arrange_callbacks(callbacks, verbose, rank_zero)
     state = TrainingState(
         model=model,
         optimizer=optimizer,
@@ -106,12 +158,7 @@ def fit(
         history.history, history.epoch = {}, []
     for cb in ordered:
         cb.set_state(state)
-    try:
-        with mode(model, True):
-            _train(state, (x, y), val, loss_fn, schedule, shuffle)
-    finally:
-        bar.close()
-    return history
+    return state, (x, y), val, loss_fn, bar
 
 
 def _check_fit_args(model: Any, loss: Any, optimizer: Any, train_data: Any, val_data: Any):
@@ -126,9 +173,12 @@ def _check_fit_args(model: Any, loss: Any, optimizer: Any, train_data: Any, val_
     return loss_fn, train, val
 
 
-def _arrange_callbacks(callbacks: Any, verbose: int) -> tuple[History, ProgressBar, list]:
+def _arrange_callbacks(
+    callbacks: Any, verbose: int, rank_zero: bool = True
+) -> tuple[History, ProgressBar, list]:
     """History first, checkpoints after the other callbacks (so they save their latest
-    state), the progress bar last; a History or ProgressBar the caller gave is used as is."""
+    state), the progress bar last; a History or ProgressBar the caller gave is used as is.
+    Off rank 0 of a distributed run: no progress bar and no ``rank_zero_only`` callbacks."""
     user = list(callbacks or ())
     for cb in user:
         if not isinstance(cb, Callback):
@@ -136,6 +186,9 @@ def _arrange_callbacks(callbacks: Any, verbose: int) -> tuple[History, ProgressB
                 f"fit: every callback must be a deltanet.callbacks.Callback. "
                 f"Received: {type(cb).__name__}."
             )
+    if not rank_zero:
+        user = [cb for cb in user if not (cb.rank_zero_only or isinstance(cb, ProgressBar))]
+        verbose = 0
     history = next((cb for cb in user if isinstance(cb, History)), None) or History()
     bar = next((cb for cb in user if isinstance(cb, ProgressBar)), None) or ProgressBar(verbose)
     rest = [cb for cb in user if cb is not history and cb is not bar]
@@ -149,7 +202,7 @@ def _log_keys(validation: bool) -> tuple[str, ...]:
     return ("loss", "accuracy", *val, "lr", "seconds", "images_per_second")
 
 
-def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle: bool) -> None:
+def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle, sync_bn) -> None:
     callbacks = state.callbacks
     for cb in callbacks:
         cb.on_train_begin({})
@@ -158,10 +211,15 @@ def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle: 
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
         start = time.perf_counter()
-        logs = _train_epoch(state, data, loss_fn, schedule, shuffle, epoch)
+        logs = _train_epoch(state, data, loss_fn, schedule, shuffle, epoch, sync_bn)
+        if state.distributed and not sync_bn:  # each rank tracked its shard's statistics
+            dfit().average_buffers(state.model)
         train_seconds = time.perf_counter() - start
         if val is not None:
-            scores = evaluate_batches(state.model, loss_fn, *val, max(state.batch_size, 256))
+            scores = evaluate_batches(
+                state.model, loss_fn, *val, max(state.batch_size, 256),
+                distributed=state.distributed,
+            )  # fmt: skip
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         logs["lr"] = float(state.optimizer.lr)
         logs["seconds"] = time.perf_counter() - start
@@ -169,25 +227,36 @@ def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle: 
         state.epoch = epoch + 1
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
-        if state.stop_training:
+        if state.stop_training if not state.distributed else dfit().should_stop(state):
             break
     for cb in callbacks:
         cb.on_train_end(logs)
 
 
-def _train_epoch(state: TrainingState, data, loss_fn, schedule, shuffle, epoch: int) -> dict:
+def dfit() -> Any:
+    """``deltanet.distributed_fit``: imported by distributed runs only; needs mpi4py."""
+    from deltanet import distributed_fit
+
+    distributed_fit.dist.require()
+    return distributed_fit
+
+
+def _train_epoch(state: TrainingState, data, loss_fn, schedule, shuffle, epoch, sync_bn) -> dict:
     """One pass over the data; returns ``{"loss", "accuracy"}`` (means over the examples)."""
+    if sync_bn:
+        with dfit().synchronised_batch_norm(state.model, True):
+            return _train_epoch(state, data, loss_fn, schedule, shuffle, epoch, False)
     x, y = data
     total, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     for batch, (xb, yb) in enumerate(
         batches(x, y, state.batch_size, shuffle=shuffle, rng=state.rng)
     ):
-        value, logits = _train_step(state, xb, yb, loss_fn, schedule, (epoch, batch))
+        value, right = _train_step(state, xb, yb, loss_fn, schedule, (epoch, batch))
         n = len(yb)
         seen += n
         total += value * n
-        correct += int(np.count_nonzero(predicted_classes(logits) == yb))
+        correct += right
         elapsed = max(time.perf_counter() - start, 1e-9)
         batch_logs = {"batch": batch, "size": n, "loss": total / seen, "accuracy": correct / seen}
         batch_logs.update(lr=float(state.optimizer.lr), images_per_second=seen / elapsed)
@@ -196,18 +265,24 @@ def _train_epoch(state: TrainingState, data, loss_fn, schedule, shuffle, epoch: 
     return {"loss": total / max(seen, 1), "accuracy": correct / max(seen, 1)}
 
 
-def _train_step(state: TrainingState, xb, yb, loss_fn, schedule, where) -> tuple[float, Any]:
+def _train_step(state: TrainingState, xb, yb, loss_fn, schedule, where) -> tuple[float, int]:
+    """One optimizer step on the global batch; returns its mean loss and its correct count."""
     model, optimizer = state.model, state.optimizer
     if schedule is not None:
         optimizer.lr = float(schedule(state.step))
     model.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are checked below
-        logits = model(xb)
-        value, dlogits = loss_fn(logits, yb)
+        if state.distributed:
+            value, correct, (xb, yb) = dfit().sharded_pass(state, xb, yb, loss_fn)
+        else:
+            logits = model(xb)
+            value, dlogits = loss_fn(logits, yb)
+            correct = int(np.count_nonzero(predicted_classes(logits) == yb))
         value = float(value)
         if not np.isfinite(value):
             raise diverged(state, xb, yb, loss_fn, where, f"the loss is {value}")
-        model.backward(dlogits)
+        if not state.distributed:
+            backward_parameters(model, dlogits)
         if not all(finite(p.grad) for p in model.parameters()):
             raise diverged(state, xb, yb, loss_fn, where, "a gradient is non-finite")
         optimizer.step()
@@ -223,7 +298,7 @@ def _train_step(state: TrainingState, xb, yb, loss_fn, schedule, where) -> tuple
             f"parameter {name} of",
         )
     state.step += 1
-    return value, logits
+    return value, correct
 
 
 # --- resume ---------------------------------------------------------------------------------

@@ -110,8 +110,11 @@ class _ConvBase(Layer):
         self._cache = (cache, y.shape)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """``dy (N, C_out, *out)`` -> ``dx (N, C_in, *in)``; adds into weight.grad / bias.grad."""
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """``dy (N, C_out, *out)`` -> ``dx (N, C_in, *in)``; adds into weight.grad / bias.grad.
+
+        ``input_grad=False`` skips δx (returns None): a network's first layer needs none.
+        """
         cache, y_shape = self._get_cache()
         if not isinstance(dy, np.ndarray) or dy.shape != y_shape:
             raise ValueError(
@@ -123,7 +126,7 @@ class _ConvBase(Layer):
                 f"{self.label()}: dy dtype {dy.dtype} does not match the weight dtype "
                 f"{self.weight.dtype}. Pass dy.astype(np.{self.weight.dtype})."
             )
-        dx, dw, db = type(self)._backward_op(dy, cache)
+        dx, dw, db = type(self)._backward_op(dy, cache, input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

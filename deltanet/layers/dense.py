@@ -57,8 +57,11 @@ class Dense(Layer):
         y, self._cache = dense_forward(x, self.weight.data, b)
         return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad."""
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad.
+
+        ``input_grad=False`` skips δx (returns None): a network's first layer needs none.
+        """
         cache = self._get_cache()
         n = cache[0].shape[0]
         if not isinstance(dy, np.ndarray) or dy.shape != (n, self.out_features):
@@ -67,7 +70,7 @@ class Dense(Layer):
                 f"{self.label()}: expected dy of shape ({n}, {self.out_features}) (the output's "
                 f"shape). Received: {received}."
             )
-        dx, dw, db = dense_backward(dy, cache)
+        dx, dw, db = dense_backward(dy, cache, input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from deltanet.layers.base import Layer
+from deltanet.layers.conv import _ConvBase
+from deltanet.layers.dense import Dense
 
 
 class Sequential(Layer):
@@ -30,8 +32,20 @@ class Sequential(Layer):
             x = layer(x)
         return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        for layer in reversed(self.layers):
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """δ of the output -> δ of the input; each layer adds into its parameters' ``.grad``.
+
+        ``input_grad=False`` (a training step, whose input is data) returns None and skips the
+        work below the first layer that has parameters: its δx and the layers under it, which
+        only pass δ down (PyTorch skips it the same way for inputs that need no gradient).
+        """
+        first = 0
+        if not input_grad:
+            first = next((i for i, lay in enumerate(self.layers) if lay.parameters()), 0)
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[i]
+            if i == first and not input_grad:
+                return backward_parameters(layer, dy)
             dy = layer.backward(dy)
         return dy
 
@@ -107,3 +121,14 @@ class Sequential(Layer):
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+def backward_parameters(layer: Layer, dy: np.ndarray) -> None:
+    """Backward of ``layer`` for its parameters' gradients only: δx is skipped where it can be.
+
+    A training step calls this, as its input is data and needs no δ.
+    """
+    if isinstance(layer, (_ConvBase, Dense, Sequential)):
+        layer.backward(dy, input_grad=False)
+    else:
+        layer.backward(dy)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from deltanet.ops import conv_batched
 from deltanet.ops.window import (
     Pads,
     as_tuple,
@@ -145,26 +146,37 @@ def conv_forward(
             f"(dilated kernel size {tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))})."
         )
     geo = (kernel, stride, dilation, pads)
-    cols = _im2col(x, geo, out, groups)
-    y = _apply(w, cols, b, x.shape[0], out)
+    batched = groups == 1 and conv_batched.use_batched(x.shape, w.shape, out)
+    if batched:
+        cols = x  # the windows are laid out again, chunk by chunk, in the backward pass
+        y = conv_batched.forward(x, w, b, geo, out)
+    else:
+        cols = _im2col(x, geo, out, groups)  # (G, C_g*K, N*P): one GEMM per group
+        y = _apply(w, cols, b, x.shape[0], out)
     padded_shape = (*x.shape[:2], *(s + lo + hi for s, (lo, hi) in zip(spatial, pads)))
-    return y, (cols, w, b is not None, geo, padded_shape, groups)
+    return y, (cols, w, b is not None, geo, padded_shape, groups, batched)
 
 
-def conv_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def conv_backward(
+    dy: np.ndarray, cache: tuple, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of ``conv_forward`` given ``dy = dL/dy (N, C_out, *out)``.
 
-    -> dx: (N, C_in, *in), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
+    -> dx: (N, C_in, *in) (None when not ``input_grad``: the first layer of a network needs no
+    δ for its input), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
     """
-    cols, w, has_bias, geo, padded_shape, groups = cache
+    cols, w, has_bias, geo, padded_shape, groups, batched = cache
+    # ∂L/∂b = Σ_{n, p} δy[n, :, p]
+    db = _bias_grad(dy) if has_bias else None
+    if batched:  # per-sample GEMMs; the cache holds x, whose windows are laid out again
+        dx, dw = conv_batched.backward(dy, cols, w, geo, padded_shape, input_grad)
+        return dx, dw, db
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
     #      δcols = Wᵀ δy, scattered back onto the windows they came from (window_adjoint), unpadded
     dyg = _to_gemm(dy, groups)
-    dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:])
+    dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:]) if input_grad else None
     # ∂L/∂w = x ⋆ δy: the correlation of the input windows with δy, i.e. δy · colsᵀ
     dw = _weight_grad(dyg, cols, w.shape)
-    # ∂L/∂b = Σ_{n, p} δy[n, :, p]
-    db = _bias_grad(dy) if has_bias else None
     return dx, dw, db
 
 
@@ -222,17 +234,18 @@ def conv_transpose_forward(
 
 
 def conv_transpose_backward(
-    dy: np.ndarray, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    dy: np.ndarray, cache: tuple, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of ``conv_transpose_forward`` given ``dy = dL/dy (N, C_out, *out)``.
 
-    -> dx: (N, C_in, *in), dw: (C_in, C_out/groups, *k), db: (C_out,) or None.
+    -> dx: (N, C_in, *in) (None when not ``input_grad``), dw: (C_in, C_out/groups, *k),
+    db: (C_out,) or None.
     """
     xg, x_shape, w, has_bias, geo = cache
     # δx = A δy: a plain convolution of δy with w (w's layout is already the conv layout of A),
     # keeping only the windows that exist in x (more can fit when output_padding >= stride)
     cols = _im2col(dy, geo, x_shape[2:], xg.shape[0])
-    dx = _apply(w, cols, None, x_shape[0], x_shape[2:])
+    dx = _apply(w, cols, None, x_shape[0], x_shape[2:]) if input_grad else None
     # ∂L/∂w: A's weight gradient with the roles swapped: x plays δy, δy plays A's input
     dw = _weight_grad(xg, cols, w.shape)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]

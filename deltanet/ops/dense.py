@@ -33,15 +33,16 @@ def dense_forward(
 
 
 def dense_backward(
-    dy: np.ndarray, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    dy: np.ndarray, cache: tuple, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of ``dense_forward`` given ``dy = dL/dy``.
 
-    dy: (N, out) -> dx: (N, in), dw: (out, in), db: (out,) (None when the forward had no bias).
+    dy: (N, out) -> dx: (N, in) (None when not ``input_grad``), dw: (out, in), db: (out,)
+    (None when the forward had no bias).
     """
     x, w, has_bias = cache
     # δx = δy W        (dL/dx_ni = sum_j dy_nj w_ji)
-    dx = dy @ w
+    dx = dy @ w if input_grad else None
     # ∂L/∂W = δyᵀ x    (dL/dw_ji = sum_n dy_nj x_ni: the batch is summed by the matmul)
     dw = dy.T @ x
     # ∂L/∂b = Σ_n δy   (b is added to every row of the batch)

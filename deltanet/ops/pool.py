@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from deltanet import compiled
 from deltanet.ops.window import (
     Pads,
     as_tuple,
@@ -133,6 +134,34 @@ def _argmax_offset(cell: list[np.ndarray], y: np.ndarray, first: np.ndarray) -> 
     return arg
 
 
+def _max_pool_compiled(
+    xp: np.ndarray,
+    first: np.ndarray,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dil: tuple[int, ...],
+    out: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``y`` and the argmax offsets through the compiled kernel, viewed as 3-D pooling."""
+    from deltanet.ops import pool_kernels  # imports numba: only once compiled kernels run
+
+    lift = (1,) * (3 - len(kernel))
+    n, c = xp.shape[:2]
+    y = np.empty((n, c, *out), dtype=xp.dtype)
+    arg = np.empty((n, c, *out), dtype=np.min_scalar_type(np.prod(kernel)))
+    pool_kernels.max_pool_forward_for(lift + kernel)(
+        np.ascontiguousarray(xp).reshape(n * c, *lift, *xp.shape[2:]),
+        first.reshape(*lift, *out),
+        lift + kernel,
+        lift + strides,
+        lift + dil,
+        y.reshape(n * c, *lift, *out),
+        arg.reshape(n * c, *lift, *out),
+        xp.dtype.type(-np.inf),
+    )
+    return y, arg
+
+
 def max_pool_forward(
     x: np.ndarray,
     kernel_size: int | Sequence[int],
@@ -149,15 +178,20 @@ def max_pool_forward(
     kernel, strides, dil, out, pads = _geometry(
         x, kernel_size, stride, padding, dilation, ceil_mode
     )
+    first = _first_real_offset(kernel, strides, dil, out, pads)
+    padded_shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)))
+    cache = (padded_shape, pads, kernel, strides, dil, x.dtype)
+    if compiled.enabled():  # one pass over each window instead of three per kernel offset
+        y, arg = _max_pool_compiled(pad(x, pads, -np.inf), first, kernel, strides, dil, out)
+        return y, (arg, *cache)
     windows = sliding_windows(pad(x, pads, -np.inf), kernel, strides, dil, out)
     offsets = list(itertools.product(*map(range, kernel)))
     cell = [windows[(Ellipsis, *k)] for k in offsets]  # (N, C, *out) views: x[o*s + k*d]
     y = cell[0].copy()
     for v in cell[1:]:
         np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
-    arg = _argmax_offset(cell, y, _first_real_offset(kernel, strides, dil, out, pads))
-    padded_shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)))
-    return y, (arg, padded_shape, pads, kernel, strides, dil, x.dtype)
+    arg = _argmax_offset(cell, y, first)
+    return y, (arg, *cache)
 
 
 def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
@@ -165,6 +199,20 @@ def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     arg, padded_shape, pads, kernel, strides, dil, dtype = cache
     out = arg.shape[2:]
     dxp = np.zeros(padded_shape, dtype=dtype)
+    if compiled.enabled():
+        from deltanet.ops import pool_kernels
+
+        lift = (1,) * (5 - len(padded_shape))  # as 3-D pooling over (N*C, D, H, W)
+        kernel3, strides3, dil3 = ((1,) * len(lift) + t for t in (kernel, strides, dil))
+        pool_kernels.max_pool3d_backward(
+            np.ascontiguousarray(dy, dtype=dtype).reshape(-1, *lift, *out),
+            arg.reshape(-1, *lift, *out),
+            kernel3,
+            strides3,
+            dil3,
+            dxp.reshape(-1, *lift, *padded_shape[2:]),
+        )
+        return (np.ascontiguousarray(unpad(dxp, pads)),)
     for flat, k in enumerate(itertools.product(*map(range, kernel))):
         target = dxp[(Ellipsis, *_offset_slices(k, strides, dil, out))]
         np.add(target, dy, out=target, where=arg == flat)  # overlapping windows add up

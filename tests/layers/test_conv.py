@@ -302,3 +302,26 @@ def test_backward_errors(cls, kwargs, x_shape):
 def test_constructor_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_sequential_backward_without_input_grad():
+    """A training step needs no δ for its data: the same parameter grads, None returned."""
+    from deltanet.layers import Dense, Flatten, MaxPool2D, ReLU, Sequential
+
+    rng = np.random.default_rng(0)
+    for first in (Conv2D(1, 3, 3, padding=1, rng=0), Flatten()):
+        rest = (
+            [ReLU(), MaxPool2D(2), Flatten(), Dense(48, 4, rng=1)]
+            if isinstance(first, Conv2D)
+            else [Dense(64, 4, rng=1), ReLU(), Dense(4, 2, rng=2)]
+        )
+        model = Sequential(first, *rest)
+        x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+        dy = rng.standard_normal(model(x).shape).astype(np.float32)
+        dx = model.backward(dy)
+        grads = [p.grad.copy() for p in model.parameters()]
+        model.zero_grad()
+        model(x)
+        assert dx.shape == x.shape and model.backward(dy, input_grad=False) is None
+        for g, p in zip(grads, model.parameters(), strict=True):
+            np.testing.assert_allclose(p.grad, g, rtol=1e-6, atol=1e-7)

@@ -159,3 +159,16 @@ def test_backward_errors():
 def test_bad_constructor_args(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         Dense(*args, **kwargs)
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_grads():
+    rng = np.random.default_rng(0)
+    layer = Dense(5, 3, rng=0)
+    x, dy = rng.standard_normal((4, 5)).astype(np.float32), np.ones((4, 3), np.float32)
+    layer(x)
+    dx = layer.backward(dy)
+    grads = [p.grad.copy() for p in layer.parameters()]
+    layer.zero_grad()
+    assert dx.shape == (4, 5) and layer.backward(dy, input_grad=False) is None
+    for g, p in zip(grads, layer.parameters()):
+        np.testing.assert_array_equal(p.grad, g)

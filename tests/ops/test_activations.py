@@ -219,3 +219,27 @@ def test_relu_kink_gradient_is_zero():
     x = np.array([-1.0, 0.0, 2.0])
     y, cache = A.relu_forward(x)
     np.testing.assert_array_equal(A.relu_backward(np.ones(3), cache)[0], [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_relu_backward_masks_exactly(dtype):
+    """The masked δ is +0 even where it is NaN, inf or -0 (as np.where and PyTorch give it)."""
+    y, cache = A.relu_forward(np.array([-1.0, 0.0, 2.0, -3.0, 4.0, 5.0], dtype=dtype))
+    dy = np.array([np.nan, -np.inf, -2.5, -0.0, np.inf, -0.0], dtype=dtype)
+    (dx,) = A.relu_backward(dy, cache)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(dx, np.array([0, 0, -2.5, 0, np.inf, 0], dtype=dtype))
+    assert not np.signbit(dx[:2]).any() and not np.signbit(dx[3])
+    assert np.signbit(dx[5]), "an unmasked -0 stays -0, as dy passes through unchanged"
+    reference = np.where(y > 0, dy, 0).astype(dtype)
+    np.testing.assert_array_equal(dx.view(f"u{dx.itemsize}"), reference.view(f"u{dx.itemsize}"))
+
+
+def test_relu_backward_non_contiguous_and_0d():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    y, cache = A.relu_forward(x)
+    dy = rng.standard_normal((6, 4)).astype(np.float32).T  # a transposed view
+    np.testing.assert_array_equal(A.relu_backward(dy, cache)[0], np.where(x > 0, dy, 0))
+    y0, cache0 = A.relu_forward(np.array(2.0))
+    assert A.relu_backward(np.array(3.0), cache0)[0] == 3.0

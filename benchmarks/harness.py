@@ -1,0 +1,130 @@
+"""Timing side by side: interleaved steps, medians, the threads both frameworks get.
+
+Both frameworks run in the same process and alternate step by step (deltanet, PyTorch,
+deltanet, ...), so a slow moment of the machine (other processes, turbo, caches) hits both
+alike; the median of the per-step times ignores the odd outlier.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+
+def blas_threads() -> int:
+    """Threads of NumPy's BLAS (threadpoolctl when installed, else 2, this project's machine)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 2
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(counts) if counts else 2
+
+
+def setup_torch(threads: int):
+    """Import torch with ``threads`` intra-op threads (same as NumPy's BLAS); None if absent."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+@dataclass
+class Result:
+    """One workload's row of the table (times in milliseconds per step)."""
+
+    name: str
+    batch: int
+    steps: int
+    deltanet_ms: float
+    torch_ms: float | None
+    deltanet_min_ms: float = 0.0
+    torch_min_ms: float | None = None
+    target: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.torch_ms is None else self.deltanet_ms / self.torch_ms
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        d["deltanet_images_per_s"] = 1000.0 * self.batch / self.deltanet_ms
+        d["torch_images_per_s"] = (
+            None if self.torch_ms is None else 1000.0 * self.batch / self.torch_ms
+        )
+        return d
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def compare(
+    name: str,
+    batch: int,
+    ours: Callable[[], object],
+    theirs: Callable[[], object] | None,
+    steps: int = 20,
+    warmup: int = 3,
+    target: float | None = None,
+) -> Result:
+    """Median ms per step of ``ours`` and ``theirs`` over ``steps`` interleaved steps."""
+    for _ in range(warmup):
+        ours()
+        if theirs is not None:
+            theirs()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(steps):
+        a.append(_time(ours))
+        if theirs is not None:
+            b.append(_time(theirs))
+    return Result(
+        name,
+        batch,
+        steps,
+        statistics.median(a),
+        statistics.median(b) if b else None,
+        min(a),
+        min(b) if b else None,
+        target,
+    )
+
+
+def format_table(results: list[Result], memory: list[dict] | None = None) -> str:
+    """A markdown table of the results (and the memory rows when measured)."""
+    lines = [
+        "| workload | batch | deltanet ms | PyTorch ms | deltanet img/s | PyTorch img/s "
+        "| ratio | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        d = r.as_dict()
+        tms = "-" if r.torch_ms is None else f"{r.torch_ms:.2f}"
+        tips = "-" if r.torch_ms is None else f"{d['torch_images_per_s']:.0f}"
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        target = "-" if r.target is None else f"<= {r.target:g}"
+        lines.append(
+            f"| {r.name} | {r.batch} | {r.deltanet_ms:.2f} | {tms} | "
+            f"{d['deltanet_images_per_s']:.0f} | {tips} | {ratio} | {target} |"
+        )
+    if memory:
+        lines += [
+            "",
+            "| peak memory (LeNet-5 train) | batch | steps | peak RSS MiB | "
+            "RSS after imports MiB | growth MiB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for m in memory:
+            lines.append(
+                f"| {m['framework']} | {m['batch']} | {m['steps']} | {m['peak_mib']:.1f} | "
+                f"{m['base_mib']:.1f} | {m['peak_mib'] - m['base_mib']:.1f} |"
+            )
+    return "\n".join(lines)

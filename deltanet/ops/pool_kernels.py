@@ -1,0 +1,135 @@
+"""Compiled max-pooling kernels (numba), used when ``deltanet.compiled.enabled()``.
+
+NumPy needs one pass per kernel offset to find the maximum and two more to find which offset
+held it; these loops read each window once, keep the running maximum and its offset as
+PyTorch's scan does (``if v > max or isnan(v)``: the first maximum, the last NaN) and, in the
+backward pass, add each ``δ`` to the cell that offset names. Every geometry is given as 3-D:
+1-D and 2-D pooling add leading axes of size 1. The NumPy code in ``pool.py`` is the reference
+that the tests compare these kernels with.
+
+The loops are serial on purpose: numba's OpenMP threads spin after each parallel loop and, on a
+2-core machine, slow down the BLAS calls that follow more than the parallel loop gains.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from deltanet.compiled import njit
+
+
+@njit
+def max_pool3d_forward(xp, first, kernel, stride, dilation, y, arg, low):  # pragma: no cover
+    """``xp (M, D, H, W)`` padded with -inf -> ``y (M, *out)``, ``arg (M, *out)`` flat offsets.
+
+    ``low`` is -inf in ``xp``'s dtype (a float64 -inf would turn the float32 loop into float64).
+    The kernel offsets are the outer loops and one output row the inner one, so the compare and
+    select run branch-free over a row (random data makes a per-window branch mispredict half
+    the time). The NaN test stays out of that loop: a row that holds a NaN is scanned again,
+    window by window, for the last NaN, as PyTorch picks it.
+    """
+    kd, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilation
+    m_, od_, oh_, ow_ = y.shape
+    for m in range(m_):
+        for od in range(od_):
+            for oh in range(oh_):
+                best = y[m, od, oh]
+                at = arg[m, od, oh]
+                for ow in range(ow_):
+                    best[ow] = low
+                    at[ow] = first[od, oh, ow]
+                nan = False
+                flat = 0
+                for a in range(kd):
+                    for b in range(kh):
+                        row = xp[m, od * sd + a * dd, oh * sh + b * dh]
+                        for c in range(kw):
+                            for ow in range(ow_):
+                                v = row[ow * sw + c * dw]
+                                nan |= v != v
+                                take = v > best[ow]
+                                best[ow] = v if take else best[ow]
+                                at[ow] = flat if take else at[ow]
+                            flat += 1
+                if nan:
+                    for ow in range(ow_):
+                        flat = 0
+                        for a in range(kd):
+                            for b in range(kh):
+                                for c in range(kw):
+                                    v = xp[m, od * sd + a * dd, oh * sh + b * dh, ow * sw + c * dw]
+                                    if v != v:
+                                        best[ow], at[ow] = v, flat
+                                    flat += 1
+
+
+@njit
+def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no cover - numba
+    """``δxp[cell of arg[o]] += δy[o]`` for each output ``o``; ``dxp (M, D, H, W)`` zeroed."""
+    _, kh, kw = kernel
+    sd, sh, sw = stride
+    dd, dh, dw = dilation
+    m_, od_, oh_, ow_ = dy.shape
+    for m in range(m_):  # one (sample, channel) plane per iteration: no two write the same cell
+        for od in range(od_):
+            for oh in range(oh_):
+                for ow in range(ow_):
+                    f = arg[m, od, oh, ow]
+                    a, r = f // (kh * kw), f % (kh * kw)
+                    b, c = r // kw, r % kw
+                    dxp[m, od * sd + a * dd, oh * sh + b * dh, ow * sw + c * dw] += dy[
+                        m, od, oh, ow
+                    ]
+
+
+@functools.cache
+def max_pool_forward_for(kernel: tuple[int, int, int]):
+    """A forward kernel compiled for this window shape (2, 2x2, 2x2x2) or the generic one.
+
+    With the window's extent known at compile time LLVM unrolls the scan, which measured 8x
+    faster than the generic loop on LeNet's 2x2 pooling (0.9 ms against 7 ms for 1.2 M inputs).
+    Closures cannot go to numba's disk cache, so each costs a compile per process (about 0.5
+    s): only the windows of the usual non-overlapping pooling get one.
+    """
+    if kernel not in ((1, 1, 2), (1, 2, 2), (2, 2, 2)):
+        return max_pool3d_forward
+    kd_, kh_, kw_ = kernel
+
+    @njit(cache=False)
+    def forward(xp, first, kernel, stride, dilation, y, arg, low):  # pragma: no cover - numba
+        zero = np.zeros(1, y.dtype)[0]
+        sd, sh, sw = stride
+        dd, dh, dw = dilation
+        m_, od_, oh_, ow_ = y.shape
+        for m in range(m_):
+            for od in range(od_):
+                for oh in range(oh_):
+                    for ow in range(ow_):
+                        best, at, total = low, first[od, oh, ow], zero
+                        for a in range(kd_):
+                            for b in range(kh_):
+                                for c in range(kw_):
+                                    i, j, k = od * sd + a * dd, oh * sh + b * dh, ow * sw + c * dw
+                                    v = xp[m, i, j, k]
+                                    total += v  # NaN iff a NaN (or inf - inf) is in the window
+                                    if v > best:
+                                        best, at = v, (a * kh_ + b) * kw_ + c
+                        if total != total:  # rare: rescan for the last NaN, as PyTorch
+                            for a in range(kd_):
+                                for b in range(kh_):
+                                    for c in range(kw_):
+                                        i, j, k = (
+                                            od * sd + a * dd,
+                                            oh * sh + b * dh,
+                                            ow * sw + c * dw,
+                                        )
+                                        if xp[m, i, j, k] != xp[m, i, j, k]:
+                                            best, at = xp[m, i, j, k], (a * kh_ + b) * kw_ + c
+                        y[m, od, oh, ow] = best
+                        arg[m, od, oh, ow] = at
+
+    return forward

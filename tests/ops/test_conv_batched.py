@@ -1,0 +1,150 @@
+"""The per-sample GEMM path of convolution (``conv_batched``) and its compiled col2im.
+
+``conv_forward`` takes this path for ``groups == 1`` and outputs of at least 64 positions, which
+the cases of ``test_conv.py`` are too small to reach; here every case reaches it, and each is
+checked against the naive loops, central differences, PyTorch, the wide-GEMM path and, for
+col2im, the NumPy path against the numba kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deltanet.ops import conv_batched
+from deltanet.ops.conv import conv_backward, conv_forward
+from deltanet.ops.window import as_tuple, resolve_padding
+from tests.ops.test_conv import assert_close, make, naive_conv
+from tests.utils import check_grads, torch_or_skip
+
+# x shape, w shape, stride, padding, dilation, bias -- every output has >= 64 positions
+CASES = [
+    pytest.param((2, 2, 70), (3, 2, 3), 1, 1, 1, True, id="1d-p1"),
+    pytest.param((2, 1, 140), (2, 1, 4), 2, "same", 2, False, id="1d-s2-same-d2"),
+    pytest.param((2, 2, 9, 9), (3, 2, 2, 2), 1, 0, 1, True, id="2d-valid"),
+    pytest.param((1, 1, 12, 11), (2, 1, 5, 5), 1, 2, 1, True, id="2d-lenet-conv1"),
+    pytest.param((2, 3, 17, 16), (2, 3, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), False,
+                 id="2d-s21-asym-d12"),
+    pytest.param((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), 1, 1, 1, True, id="3d-p1"),
+    pytest.param((1, 1, 9, 8, 10), (2, 1, 2, 3, 2), (2, 1, 2), "same", (1, 2, 1), True,
+                 id="3d-s212-same"),
+]  # fmt: skip
+
+
+def _out(x, w, stride, padding, dilation):
+    nd = w.ndim - 2
+    s, d = as_tuple(stride, nd), as_tuple(dilation, nd)
+    pads = resolve_padding(padding, x.shape[2:], w.shape[2:], s, d)
+    return s, d, pads
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def kernels(request, monkeypatch):
+    """Run a test once on the NumPy reference and once with the compiled kernels."""
+    monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
+    return request.param
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
+def test_batched_path_matches_naive_loops(
+    kernels, x_shape, w_shape, stride, padding, dilation, bias
+):
+    x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
+    y, cache = conv_forward(x, w, b, stride, padding, dilation)
+    assert cache[-1], "the case must take the batched path"
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    s, d, pads = _out(x, w, stride, padding, dilation)
+    ry, rdx, rdw, rdb = naive_conv(x, w, b, s, pads, d, 1, dy)
+    dx, dw, db = conv_backward(dy, cache)
+    for name, got, ref in (("y", y, ry), ("dx", dx, rdx), ("dw", dw, rdw), ("db", db, rdb)):
+        assert (got is None) == (ref is None), name
+        if ref is not None:
+            assert_close(got, ref, 1e-10, name)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES[::2])
+def test_batched_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+    x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
+    inputs = [x, w] + ([b] if bias else [])
+
+    def forward(dy):
+        y, cache = conv_forward(x, w, b, stride, padding, dilation)
+        if dy is None:
+            return y, None
+        dx, dw, db = conv_backward(dy, cache)
+        return y, [dx, dw] + ([db] if bias else [])
+
+    check_grads(forward, inputs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
+def test_batched_path_matches_torch(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+    torch = torch_or_skip()
+    x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None, dtype=np.float32)
+    y, cache = conv_forward(x, w, b, stride, padding, dilation)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    dx, dw, db = conv_backward(dy, cache)
+    s, d, pads = _out(x, w, stride, padding, dilation)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tw = torch.from_numpy(w).requires_grad_(True)
+    tb = torch.from_numpy(b).requires_grad_(True) if bias else None
+    nd = w.ndim - 2
+    flat = [p for pair in reversed(pads) for p in pair]
+    txp = torch.nn.functional.pad(tx, flat)
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
+    ty = conv[nd - 1](txp, tw, tb, s, 0, d)
+    ty.backward(torch.from_numpy(dy))
+    assert y.dtype == dx.dtype == dw.dtype == np.float32
+    assert_close(y, ty.detach().numpy(), 1e-4, "y")
+    assert_close(dx, tx.grad.numpy(), 1e-4, "dx")
+    assert_close(dw, tw.grad.numpy(), 1e-4, "dw")
+    if bias:
+        assert_close(db, tb.grad.numpy(), 1e-4, "db")
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
+def test_batched_and_wide_paths_agree(
+    monkeypatch, x_shape, w_shape, stride, padding, dilation, bias
+):
+    x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
+    y, cache = conv_forward(x, w, b, stride, padding, dilation)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    grads = conv_backward(dy, cache)
+    monkeypatch.setattr(conv_batched, "use_batched", lambda *shapes: False)
+    y2, cache2 = conv_forward(x, w, b, stride, padding, dilation)
+    assert cache[-1] and not cache2[-1]
+    assert_close(y, y2, 1e-12, "y")
+    for name, g, g2 in zip(("dx", "dw", "db"), grads, conv_backward(dy, cache2)):
+        if g2 is not None:
+            assert_close(g, g2, 1e-12, name)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_no_input_grad_skips_dx_only(monkeypatch, batched):
+    monkeypatch.setattr(conv_batched, "use_batched", lambda *shapes: batched)
+    x, w, b = make((2, 2, 9, 9), (3, 2, 3, 3), 3)
+    y, cache = conv_forward(x, w, b, 1, 1)
+    dy = np.random.default_rng(3).standard_normal(y.shape)
+    dx, dw, db = conv_backward(dy, cache)
+    none, dw2, db2 = conv_backward(dy, cache, input_grad=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dw, dw2)
+    np.testing.assert_array_equal(db, db2)
+
+
+def test_compiled_col2im_matches_numpy(monkeypatch):
+    """The numba col2im against the NumPy slab loop, float32, with stride and dilation."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 13, 12)).astype(np.float32)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    y, cache = conv_forward(x, w, None, (2, 1), ((2, 1), (0, 2)), (1, 2))
+    assert cache[-1]
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    monkeypatch.setenv("DELTANET_NUMBA", "0")
+    ref = conv_backward(dy, cache)
+    monkeypatch.setenv("DELTANET_NUMBA", "1")
+    got = conv_backward(dy, cache)
+    for name, g, r in zip(("dx", "dw"), got, ref):
+        assert g.dtype == np.float32, name
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5, err_msg=name)
