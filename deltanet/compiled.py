@@ -1,38 +1,44 @@
 """Optional compiled kernels through numba, with the NumPy code kept as the tested reference.
 
-``njit(...)`` is ``numba.njit`` when numba imports (``pip install "deltanet[fast]"``) and
-compiled kernels are enabled, else a decorator that leaves the function as it is, so a kernel
-module still imports. Callers check ``enabled()`` and take their NumPy path when it is False.
-Set ``DELTANET_NUMBA=0`` in the environment to force the NumPy paths (the tests run both).
+A kernel module (``ops/pool_kernels.py``, ``binary/compiled_kernels.py``, ...) decorates its
+functions with ``njit`` and uses ``prange``; it is imported only inside the functions that need
+it, after ``enabled()`` said yes, so ``import deltanet`` never imports numba (about 0.5 s).
+``enabled()`` is False without numba (``pip install "deltanet[fast]"``) or when the environment
+sets ``DELTANET_NUMBA=0``, which the tests use to run the NumPy paths.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
 
-try:  # numba is optional: the NumPy paths need nothing beyond NumPy
-    import numba as _numba
-except ImportError:  # pragma: no cover - exercised on machines without numba
-    _numba = None
+
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 def enabled() -> bool:
-    """Whether compiled kernels run: numba imports and ``DELTANET_NUMBA`` is not ``0``."""
-    return _numba is not None and os.environ.get("DELTANET_NUMBA", "1") != "0"
+    """Whether compiled kernels run: numba is installed and ``DELTANET_NUMBA`` is not ``0``."""
+    return os.environ.get("DELTANET_NUMBA", "1") != "0" and _numba_installed()
 
 
 def njit(*args: Any, **kwargs: Any) -> Callable:
-    """``numba.njit(*args, cache=True, **kwargs)``, or a no-op decorator without numba."""
-    if _numba is not None:
-        kwargs.setdefault("cache", True)
-        return _numba.njit(*args, **kwargs)
-    if len(args) == 1 and callable(args[0]) and not kwargs:
-        return args[0]
-    return lambda fn: fn
+    """``numba.njit(*args, cache=True, **kwargs)``: for kernel modules, imported when enabled."""
+    import numba
+
+    kwargs.setdefault("cache", True)
+    return numba.njit(*args, **kwargs)
 
 
-# A kernel module does ``from deltanet.compiled import prange``: numba recognises its own prange
-# object inside compiled code; without numba it is the built-in range.
-prange = _numba.prange if _numba is not None else range
+def __getattr__(name: str) -> Any:
+    # ``from deltanet.compiled import prange`` in a kernel module: numba's own prange object,
+    # which numba recognises inside compiled code.
+    if name == "prange":
+        import numba
+
+        return numba.prange
+    raise AttributeError(f"module 'deltanet.compiled' has no attribute {name!r}")

@@ -11,6 +11,8 @@ weights. Every builder takes the per-example ``input_shape`` (channels first, no
 | mlp          | (400,)           | dense 400-25-10 with sigmoid (the classic digit network)      |
 | cnn1d        | (1, 40)          | conv1d 5 32, ReLU, pool, conv1d 5 64, ReLU, pool, dense 128-10|
 | cnn3d        | (1, 16, 16, 16)  | conv3d 3 8, ReLU, pool, conv3d 3 16, ReLU, pool, dense 64-10  |
+| binary_lenet | (1, 8, 8)        | conv3x3 64 BN, 1-bit conv 64 BN pool, 1-bit conv 128 BN pool, |
+|              |                  | 1-bit dense 256 BN, dense 10 (first and last full precision)  |
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from deltanet.layers import (
+    BatchNorm1D,
+    BatchNorm2D,
     Conv1D,
     Conv2D,
     Conv3D,
@@ -32,6 +36,8 @@ from deltanet.layers import (
     MaxPool1D,
     MaxPool2D,
     MaxPool3D,
+    QConv2D,
+    QDense,
     ReLU,
     Sequential,
     Sigmoid,
@@ -173,12 +179,43 @@ def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidd
     )
 
 
+def binary_lenet(
+    input_shape=(1, 8, 8), num_classes=10, *, channels=(64, 64, 128), hidden=256, rng=None
+) -> Sequential:
+    """A binary LeNet in the BMXNet manner: first and last layers full precision, the rest 1-bit.
+
+    (N, C, H, W) -> conv3x3(C->64) BN -> 1-bit conv3x3(64->64) BN maxpool 2 -> 1-bit
+    conv3x3(64->128) BN maxpool 2 -> flatten -> 1-bit dense 256 BN -> dense num_classes.
+    Each 1-bit layer binarizes its own input (sign, STE) and its weights; the batch norm after
+    it sets the scale and the threshold of the signs that the next layer takes, and ``pack``
+    folds it into the packed layer. Channel counts that are multiples of 64 fill whole words.
+    """
+    h, w = _spatial("binary_lenet", input_shape, 2, 4)
+    c1, c2, c3 = channels
+    flat = c3 * (h // 2 // 2) * (w // 2 // 2)
+    return Sequential(
+        Conv2D(input_shape[0], c1, 3, padding=1, rng=rng),
+        BatchNorm2D(c1),
+        QConv2D(c1, c2, 3, padding=1, bias=False, rng=rng),
+        BatchNorm2D(c2),
+        MaxPool2D(2),
+        QConv2D(c2, c3, 3, padding=1, bias=False, rng=rng),
+        BatchNorm2D(c3),
+        MaxPool2D(2),
+        Flatten(),
+        QDense(flat, hidden, bias=False, rng=rng),
+        BatchNorm1D(hidden),
+        Dense(hidden, num_classes, rng=rng),
+    )
+
+
 _BUILDERS: dict[str, Callable[..., Sequential]] = {
     "digits_cnn": digits_cnn,
     "lenet5": lenet5,
     "mlp": mlp,
     "cnn1d": cnn1d,
     "cnn3d": cnn3d,
+    "binary_lenet": binary_lenet,
 }
 MODELS = tuple(_BUILDERS)
 

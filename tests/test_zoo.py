@@ -12,6 +12,7 @@ PARAMS = {
     "mlp": 400 * 25 + 25 + 25 * 10 + 10,
     "cnn1d": 192 + 10_304 + 82_048 + 1_290,
     "cnn3d": 224 + 3_472 + 65_600 + 650,
+    "binary_lenet": 640 + 128 + 36_864 + 128 + 73_728 + 256 + 131_072 + 512 + 2_570,
 }
 
 
@@ -39,6 +40,7 @@ def test_lenet5_has_61706_parameters():
         ("mlp", (1, 8, 8), 3),
         ("cnn1d", (2, 37), 5),
         ("cnn3d", (1, 8, 12, 8), 2),
+        ("binary_lenet", (1, 28, 28), 7),
     ],
 )
 def test_models_follow_input_shape_and_classes(name, shape, classes):

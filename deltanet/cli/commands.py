@@ -44,7 +44,8 @@ def _check_input(x: np.ndarray, meta: dict[str, Any], model: Any) -> np.ndarray:
         )
     standardizer = standardizer_from(meta)
     x = x if standardizer is None else standardizer.transform(x)
-    return x.astype(model.parameters()[0].dtype, copy=False)
+    params = model.parameters()  # a packed model of 1-bit layers only has no float parameter
+    return x.astype(params[0].dtype if params else np.float32, copy=False)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -1,13 +1,49 @@
-"""``deltanet pack``: being written in this session (placeholder so the parser builds)."""
+"""``deltanet pack MODEL OUT``: bit-pack the 1-bit layers of a trained model file.
+
+The packed file keeps the run's metadata (data, input shape, standardizer, class names), so
+``deltanet evaluate OUT`` and ``deltanet predict OUT INPUT`` work on it as on the original.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from deltanet.cli.common import CliError, load_model_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("pack", help="(being written)")
+    p = sub.add_parser(
+        "pack",
+        help="bit-pack a trained binary model for fast inference",
+        description="Replace every 1-bit layer (QDense / QConv with act_bit=1 and weight_bit=1) "
+        "of MODEL by its bit-packed XNOR-popcount version, fold the batch norms that follow "
+        "them, and write the inference-only model to OUT.",
+    )
+    p.add_argument("model_file", metavar="MODEL", help="a .safetensors model file or checkpoint")
+    p.add_argument("out", metavar="OUT", help="where to write the packed .safetensors file")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise RuntimeError("deltanet pack: being written")
+    from deltanet import io
+    from deltanet.binary import pack, packed_weight_bytes
+
+    if os.path.exists(args.out) and not args.force:
+        raise CliError(f"{args.out!r} exists: choose another path or give --force.")
+    model, meta = load_model_file(args.model_file)
+    try:
+        packed, report = pack(model, return_report=True)
+    except ValueError as err:
+        raise CliError(f"{args.model_file}: {err}") from None
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    io.save(packed, args.out, metadata={"run": {**meta, "packed_from": str(args.model_file)}})
+    for line in report:
+        print(f"  {line}")
+    bits = packed_weight_bytes(packed)
+    print(
+        f"wrote {args.out}: packed 1-bit weights {bits} bytes, "
+        f"file {os.path.getsize(args.out)} bytes (from {os.path.getsize(args.model_file)})"
+    )
+    return 0

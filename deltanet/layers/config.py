@@ -1,7 +1,8 @@
 """Layers to and from plain JSON-able dicts: ``{"class": "Conv2D", "config": {...}}``.
 
-Only the layer classes that ``deltanet.layers`` exports can be built from a dict, so a config
-read from a file can never name an arbitrary class.
+Only the layer classes that ``deltanet.layers`` exports (and the packed inference layers of
+``deltanet.binary``) can be built from a dict, so a config read from a file can never name an
+arbitrary class.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from deltanet.layers.base import Layer
 
 
 def known_layers() -> dict[str, type[Layer]]:
-    """Class name -> class for every layer ``deltanet.layers`` exports."""
+    """Class name -> class for every layer ``deltanet.layers`` exports, and the packed layers."""
     import deltanet.layers as layers
+    from deltanet.binary.layers import PackedConv, PackedDense
 
     out = {}
     for name in layers.__all__:
         obj = getattr(layers, name)
         if isinstance(obj, type) and issubclass(obj, Layer) and obj is not Layer:
             out[name] = obj
+    out.update(PackedConv=PackedConv, PackedDense=PackedDense)
     return out
 
 

@@ -1,0 +1,236 @@
+"""Quantized layers in the BMXNet manner: ``QActivation``, ``QDense``, ``QConv1D/2D/3D``.
+
+A quantized layer keeps latent float weights (a ``Parameter`` the ordinary optimizers update)
+and quantizes both its input (``act_bit``) and its weights (``weight_bit``, with ``scaling``) on
+every forward pass; the backward pass is the straight-through estimator of ``ops.binary``.
+
+    QDense: y = q_a(x) · (alpha q_w(W))ᵀ + b        QConv: y = q_a(x) ⋆ (alpha q_w(W)) + b
+
+With ``act_bit = weight_bit = 1`` the dot products are of ±1 vectors, which
+``deltanet.binary.pack`` turns into XOR and popcount on bit-packed words. Zero padding of a
+convolution pads ``q_a(x)`` with 0 (neither +1 nor -1), as BMXNet and PyTorch do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from deltanet.init import RngLike
+from deltanet.layers.base import Layer, check_float_input
+from deltanet.layers.conv import ConvND
+from deltanet.layers.dense import Dense
+from deltanet.ops.binary import (
+    SCALINGS,
+    approx_sign_backward,
+    approx_sign_forward,
+    quantize_act_backward,
+    quantize_act_forward,
+    quantize_weight_backward,
+    quantize_weight_forward,
+)
+from deltanet.ops.conv import conv_backward, conv_forward
+from deltanet.ops.dense import dense_backward, dense_forward
+
+
+def _check_bits(where: str, name: str, bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 32:
+        raise ValueError(f"{where}: {name} must be an int from 1 to 32. Received: {bits!r}.")
+    return int(bits)
+
+
+def _check_scaling(where: str, scaling: Any) -> str:
+    if scaling not in SCALINGS:
+        raise ValueError(
+            f"{where}: scaling must be one of 'none', 'layer', 'channel'. Received: {scaling!r}."
+        )
+    return str(scaling)
+
+
+class QActivation(Layer):
+    """Quantize activations to ``act_bit`` bits: 1 is ``sign`` (STE), 32 the identity.
+
+    ``approx=True`` (1 bit only) takes the ApproxSign backward ``(2 - 2|x|) 1[|x| <= 1]``.
+    """
+
+    def __init__(self, act_bit: int = 1, approx: bool = False) -> None:
+        super().__init__()
+        self.act_bit = _check_bits("QActivation", "act_bit", act_bit)
+        if not isinstance(approx, bool):
+            raise TypeError(f"QActivation: approx must be True or False. Received: {approx!r}.")
+        if approx and self.act_bit != 1:
+            raise ValueError(
+                f"QActivation: approx=True needs act_bit=1. Received: act_bit={act_bit}."
+            )
+        self.approx = approx
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = check_float_input(self, x)
+        if self.approx:
+            y, cache = approx_sign_forward(x)
+            self._cache = (approx_sign_backward, cache)
+        else:
+            y, cache = quantize_act_forward(x, self.act_bit)
+            self._cache = (quantize_act_backward, cache)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        op, cache = self._get_cache()
+        return op(dy, cache)[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"act_bit": self.act_bit, "approx": self.approx}
+
+
+class _Quantized:
+    """What QDense and QConv share: the quantization arguments and the quantized forward."""
+
+    act_bit: int
+    weight_bit: int
+    scaling: str
+
+    def _setup_quant(self, where: str, act_bit: Any, weight_bit: Any, scaling: Any) -> None:
+        self.act_bit = _check_bits(where, "act_bit", act_bit)
+        self.weight_bit = _check_bits(where, "weight_bit", weight_bit)
+        self.scaling = _check_scaling(where, scaling)
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether inputs and weights are both 1-bit (the layer that ``pack`` bit-packs)."""
+        return self.act_bit == 1 and self.weight_bit == 1
+
+    def quantized_weight(self) -> np.ndarray:
+        """``alpha q_w(W)``: the weight the forward pass multiplies by."""
+        return quantize_weight_forward(self.weight.data, self.weight_bit, self.scaling)[0]
+
+    def _quant_config(self) -> dict[str, Any]:
+        return {"act_bit": self.act_bit, "weight_bit": self.weight_bit, "scaling": self.scaling}
+
+
+class QDense(_Quantized, Dense):
+    """Quantized fully connected layer: x (N, in_features) -> y (N, out_features).
+
+    ``y = q_a(x) · (alpha q_w(W))ᵀ + b``; the weight (out_features, in_features) stays float.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        act_bit: int = 1,
+        weight_bit: int = 1,
+        scaling: str = "none",
+        *,
+        rng: RngLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        self._setup_quant(f"QDense(in_features={in_features!r})", act_bit, weight_bit, scaling)
+        super().__init__(in_features, out_features, bias, rng=rng, dtype=dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """x: (N, in_features) -> y: (N, out_features)."""
+        Dense.forward(self, x)  # validation only; its cache is replaced below
+        xq, ca = quantize_act_forward(x, self.act_bit)
+        wq, cw = quantize_weight_forward(self.weight.data, self.weight_bit, self.scaling)
+        b = None if self.bias is None else self.bias.data
+        y, cd = dense_forward(xq, wq, b)
+        self._cache = (cd, ca, cw)
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad.
+
+        ``input_grad=False`` skips δx (returns None), as ``Dense``.
+        """
+        cd, ca, cw = self._get_cache()
+        n = cd[0].shape[0]
+        if not isinstance(dy, np.ndarray) or dy.shape != (n, self.out_features):
+            raise ValueError(
+                f"{self.label()}: expected dy of shape ({n}, {self.out_features}). "
+                f"Received: {getattr(dy, 'shape', type(dy).__name__)}."
+            )
+        dxq, dwq, db = dense_backward(dy, cd, input_grad)
+        self.weight.grad += quantize_weight_backward(dwq, cw)[0]
+        if self.bias is not None:
+            self.bias.grad += db
+        return quantize_act_backward(dxq, ca)[0] if input_grad else None
+
+    def get_config(self) -> dict[str, Any]:
+        return {**Dense.get_config(self), **self._quant_config()}
+
+
+def _qconv_forward(x, w, b, stride, padding, dilation, groups, act_bit, weight_bit, scaling):
+    """The quantized convolution as an op pair: quantize, then ``conv_forward``."""
+    xq, ca = quantize_act_forward(x, act_bit)
+    wq, cw = quantize_weight_forward(w, weight_bit, scaling)
+    y, cc = conv_forward(xq, wq, b, stride, padding, dilation, groups)
+    return y, (cc, ca, cw)
+
+
+def _qconv_backward(dy: np.ndarray, cache: tuple, input_grad: bool = True) -> tuple:
+    cc, ca, cw = cache
+    dxq, dwq, db = conv_backward(dy, cc, input_grad)
+    dx = quantize_act_backward(dxq, ca)[0] if input_grad else None
+    return dx, quantize_weight_backward(dwq, cw)[0], db
+
+
+class QConvND(_Quantized, ConvND):
+    """Quantized convolution over ``ndim`` spatial dims; arguments as ``ConvND`` plus
+    ``act_bit``, ``weight_bit`` and ``scaling``: ``y = q_a(x) ⋆ (alpha q_w(W)) + b``.
+    """
+
+    _backward_op = staticmethod(_qconv_backward)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | str | Sequence = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        act_bit: int = 1,
+        weight_bit: int = 1,
+        scaling: str = "none",
+        *,
+        rng: RngLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        where = f"{type(self).__name__}(in_channels={in_channels!r})"
+        self._setup_quant(where, act_bit, weight_bit, scaling)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            rng=rng, dtype=dtype,
+        )  # fmt: skip
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N, in_channels, *spatial) -> (N, out_channels, *out)."""
+        hyper = (self.stride, self.padding, self.dilation, self.groups)
+        quant = (self.act_bit, self.weight_bit, self.scaling)
+        return self._run(_qconv_forward, x, *hyper, *quant)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**ConvND.get_config(self), **self._quant_config()}
+
+
+class QConv1D(QConvND):
+    """1-D quantized convolution: x (N, C, L)."""
+
+    ndim = 1
+
+
+class QConv2D(QConvND):
+    """2-D quantized convolution: x (N, C, H, W)."""
+
+    ndim = 2
+
+
+class QConv3D(QConvND):
+    """3-D quantized convolution: x (N, C, D, H, W)."""
+
+    ndim = 3

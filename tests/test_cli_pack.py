@@ -1,0 +1,62 @@
+"""``deltanet pack MODEL OUT``, and ``evaluate`` / ``predict`` on the packed file."""
+
+import numpy as np
+import pytest
+
+from deltanet import io
+from deltanet.cli import main
+from deltanet.zoo import build_model
+
+
+def tiny_arrays(n=40, seed=0):
+    """Three classes of 8x8 images, each a bright bar in its own row band, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    x = 0.1 * rng.random((n, 1, 8, 8)).astype(np.float32)
+    for k in range(3):
+        x[y == k, 0, 2 * k + 1 : 2 * k + 3, :] += 1.0
+    return x, y
+
+
+def run(capsys, *args):
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A binary_lenet trained for one epoch on the tiny data through ``deltanet train``."""
+    d = tmp_path_factory.mktemp("pack")
+    x, y = tiny_arrays()
+    np.savez(d / "tiny.npz", x=x, y=y)
+    args = ["train", "--model", "binary_lenet", "--epochs", "1", "--data", d / "tiny.npz"]
+    assert main([str(a) for a in [*args, "--out", d / "run"]]) == 0
+    return d
+
+
+def test_pack_then_evaluate_and_predict(trained, capsys):
+    model_file, packed_file = trained / "run" / "model.safetensors", trained / "packed.safetensors"
+    status, out, _ = run(capsys, "pack", model_file, packed_file)
+    assert status == 0
+    assert out.count("-> PackedConv") == 2 and out.count("-> PackedDense") == 1
+    assert "kept as it is" in out and packed_file.stat().st_size < model_file.stat().st_size / 5
+    status, float_out, _ = run(capsys, "evaluate", model_file)
+    assert status == 0
+    status, packed_out, _ = run(capsys, "evaluate", packed_file)
+    assert status == 0 and "accuracy" in packed_out
+    assert packed_out.splitlines()[1:] == float_out.splitlines()[1:]  # same scores
+    np.save(trained / "three.npy", tiny_arrays()[0][:3])
+    status, out, _ = run(capsys, "predict", packed_file, trained / "three.npy")
+    assert status == 0 and out.count("example ") == 3
+    status, _, err = run(capsys, "pack", model_file, packed_file)
+    assert status == 2 and "exists" in err  # never overwritten without --force
+    assert run(capsys, "pack", model_file, packed_file, "--force")[0] == 0
+
+
+def test_pack_of_a_model_without_1bit_layers(tmp_path, capsys):
+    io.save(build_model("digits_cnn"), tmp_path / "float.safetensors")
+    status, _, err = run(capsys, "pack", tmp_path / "float.safetensors", tmp_path / "out")
+    assert status == 2 and "has no 1-bit layer" in err
+    status, _, err = run(capsys, "pack", tmp_path / "missing.safetensors", tmp_path / "out")
+    assert status == 2 and "no model file" in err
