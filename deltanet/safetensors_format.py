@@ -86,7 +86,10 @@ def atomic_write(path: PathLike, write) -> None:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    _remove_stale_temps(directory, os.path.basename(path))
+    # The writer's pid in the name lets a later write recognise a temp file left by a kill.
+    name = f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    tmp = os.path.join(directory, name)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -99,6 +102,38 @@ def atomic_write(path: PathLike, write) -> None:
             os.remove(tmp)
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temps(directory: str, base: str) -> None:
+    """Remove temporary files of ``base`` whose writer no longer runs (killed mid-write).
+
+    A SIGKILL cannot be caught, so its temporary file stays behind; the next write of the same
+    path removes it. Files of a live process (a concurrent writer) are left alone.
+    """
+    prefix = f".{base}."
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.remove(os.path.join(directory, name))
+            except OSError:
+                pass  # another writer removed it first
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows, signal 0 would be CTRL_C_EVENT
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
 
 
 def _fsync_directory(directory: str) -> None:

@@ -170,12 +170,20 @@ class Layer:
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the output for an input of ``input_shape`` (batch axis included)."""
         x = np.zeros(input_shape, dtype=self._dtype_hint())
-        was, self.training = self.training, False
+        # Every sub-layer in inference mode (a batch norm inside a Sequential would otherwise
+        # reject a batch of one), then each layer's own mode back.
+        layers, stack = [], [self]
+        while stack:
+            layer = stack.pop()
+            layers.append((layer, layer.training))
+            stack.extend(layer.sublayers())
+            layer.training = False
         try:
             return self.forward(x).shape
         finally:
-            self.training = was
-            self._cache = None
+            for layer, was in layers:
+                layer.training = was
+                layer._cache = None
 
     def _dtype_hint(self) -> np.dtype:
         params = self.parameters()
