@@ -140,8 +140,11 @@ class ModelCheckpoint(Callback):
     ``path``: a directory, which receives ``best.safetensors`` (when ``monitor`` improves, if
     ``save_best``) and ``last.safetensors`` (every epoch, if ``save_last``); or a file ending in
     ``.safetensors``, written when ``monitor`` improves (``save_best``) or every epoch.
-    ``fit(..., resume_from=...)`` continues from either file.
+    ``fit(..., resume_from=...)`` continues from either file. In a distributed fit only
+    rank 0 writes (every rank holds the same weights).
     """
+
+    rank_zero_only = True
 
     def __init__(
         self,
@@ -195,7 +198,10 @@ class CSVLogger(Callback):
     """One row per epoch (``epoch`` counted from 1, then the logs) after a header line.
 
     A new run truncates the file; a resumed run (or ``append=True``) adds rows to it.
+    In a distributed fit only rank 0 writes.
     """
+
+    rank_zero_only = True
 
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         self.path, self.append = os.fspath(path), append

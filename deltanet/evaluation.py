@@ -79,16 +79,16 @@ def check_int(where: str, arg: str, value: Any, minimum: int) -> int:
 # --- modes and layers -----------------------------------------------------------------------
 
 
-def _all_layers(model: Layer) -> Iterator[Layer]:
+def all_layers(model: Layer) -> Iterator[Layer]:
     yield model
     for sub in model.sublayers():
-        yield from _all_layers(sub)
+        yield from all_layers(sub)
 
 
 @contextmanager
 def mode(model: Layer, training: bool) -> Iterator[None]:
     """Switch ``model`` to train or eval mode, and back to each layer's own mode afterwards."""
-    layers = list(_all_layers(model))
+    layers = list(all_layers(model))
     saved = [layer.training for layer in layers]
     model.train(training)
     try:
@@ -120,34 +120,52 @@ def _check_batch_args(where: str, model: Any, x: Any, batch_size: Any) -> int:
 
 
 def evaluate(
-    model: Layer, loss: str | LossFn, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256
+    model: Layer,
+    loss: str | LossFn,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    batch_size: int = 256,
+    distributed: bool = False,
 ) -> dict[str, float]:
     """Mean loss, accuracy (and ``top5`` with more than 5 classes) of ``model`` on ``(x, y)``.
 
     Runs in eval mode (dropout off, batch-norm running statistics) and restores the mode.
+    ``distributed``: every MPI rank passes the whole ``(x, y)`` and evaluates its shard; the
+    sums are reduced, so every rank returns the scores of the whole set.
     """
     loss_fn = resolve_loss(loss, "evaluate")
     batch_size = _check_batch_args("evaluate", model, x, batch_size)
     x, y = check_xy("evaluate", x, y, "data")
-    return evaluate_batches(model, loss_fn, x, y, batch_size)
+    return evaluate_batches(model, loss_fn, x, y, batch_size, distributed=distributed)
 
 
-def evaluate_batches(model: Layer, loss_fn: LossFn, x, y, batch_size: int) -> dict[str, float]:
-    total, correct, top5 = 0.0, 0, 0
+def evaluate_batches(
+    model: Layer, loss_fn: LossFn, x, y, batch_size: int, *, distributed: bool = False
+) -> dict[str, float]:
+    n = len(x)
+    if distributed:  # each rank sums over its shard; the sums (and counts) are reduced
+        from deltanet import distributed as dist
+
+        part = dist.shard(n)
+        x, y = x[part], y[part]
+    sums = np.zeros(4)  # loss x examples, correct, in the top 5, "more than 5 classes"
     with mode(model, False):
         for start in range(0, len(x), batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             logits = model(xb)
             value, _ = loss_fn(logits, yb)
-            total += float(value) * len(yb)
-            correct += int(np.count_nonzero(predicted_classes(logits) == yb))
+            sums[0] += float(value) * len(yb)
+            sums[1] += int(np.count_nonzero(predicted_classes(logits) == yb))
             if logits.shape[1] > 5:
                 top = np.argpartition(-logits, 4, axis=1)[:, :5]  # any order within the top 5
-                top5 += int(np.count_nonzero(top == yb[:, None]))
-    n = len(x)
-    scores = {"loss": total / n, "accuracy": correct / n}
-    if logits.shape[1] > 5:
-        scores["top5"] = top5 / n
+                sums[2] += int(np.count_nonzero(top == yb[:, None]))
+                sums[3] = 1
+    if distributed:
+        dist.allreduce_sum(sums, "evaluate")
+    scores = {"loss": float(sums[0]) / n, "accuracy": float(sums[1]) / n}
+    if sums[3] > 0:
+        scores["top5"] = float(sums[2]) / n
     return scores
 
 

@@ -26,6 +26,8 @@ class Callback:
     """Base class: every hook does nothing. ``self.state`` is the loop's ``TrainingState``."""
 
     state: TrainingState | None = None
+    # In a distributed fit, only rank 0 runs it (it writes files): see ``fit(distributed=True)``.
+    rank_zero_only: bool = False
 
     def set_state(self, state: TrainingState) -> None:
         self.state = state
@@ -64,6 +66,7 @@ class TrainingState:
     step: int = 0  # optimizer steps taken: the iteration a per-step schedule sees next
     initial_epoch: int = 0  # > 0 after resuming from a checkpoint
     stop_training: bool = False
+    distributed: bool = False  # data-parallel over MPI ranks (fit(..., distributed=True))
     history: History | None = None
     callbacks: list[Callback] = field(default_factory=list)
 

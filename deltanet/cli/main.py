@@ -96,6 +96,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (default: a new one under runs/)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint file")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel over MPI ranks: mpiexec -n N deltanet train --distributed ... "
+        "(--batch-size is the global batch; rank 0 writes the run directory)",
+    )  # fmt: skip
+    p.add_argument(
+        "--sync-batch-norm", action="store_true",
+        help="with --distributed: batch-norm statistics of the global batch (default: per rank)",
+    )  # fmt: skip
 
 
 def _add_tools(sub: argparse._SubParsersAction) -> None:

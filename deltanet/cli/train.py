@@ -27,32 +27,65 @@ SCHEDULE_ARGS = ("gamma", "stepsize", "stepvalues", "power", "max_iter", "min_lr
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Train as ``args`` say; returns 0. Bad input raises before anything is written."""
+    """Train as ``args`` say; returns 0. Bad input raises before anything is written.
+
+    ``--distributed`` (under ``mpiexec -n N``): every rank loads the data and trains its shard;
+    rank 0 chooses the run directory and alone prints and writes files. An error on any rank
+    aborts the whole job (MPI Abort), so no rank is left waiting.
+    """
+    if not getattr(args, "distributed", False):
+        if getattr(args, "sync_batch_norm", False):
+            raise CliError("--sync-batch-norm needs --distributed.")
+        return _run_train(args, None)
+    from deltanet import distributed as dist
+
+    if not dist.available():
+        raise CliError(
+            '--distributed needs mpi4py and an MPI library: pip install "deltanet[mpi]".'
+        )
+    try:
+        return _run_train(args, dist)
+    except Exception as err:
+        if dist.world_size() > 1:
+            dist.abort(f"deltanet train: error: {err}", 2)
+        raise
+
+
+def _run_train(args: argparse.Namespace, dist: Any) -> int:
     started = time.perf_counter()
-    out, config = _resolve(args)
+    lead = dist is None or dist.rank() == 0  # the rank that prints and writes
+    out, config = _resolve(args, check_out=lead)
     ds = _load_data(config, args)
     config["model"] = config["model"] or default_model(tuple(ds.input_shape))
     model = _build(config, ds)
     train, val, standardizer = _split(config, ds)
     optimizer, schedule = _optimizer(config, model, len(train[0]))
     out = out or new_run_dir(config["model"], config["data"])
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.resume:  # a resumed run's config is updated only once its checkpoint loaded
+    if dist is not None:  # the directory rank 0 chose (new_run_dir holds a timestamp)
+        out = Path(dist.broadcast_text(str(out)))
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+    if lead and not args.resume:  # a resumed run's config is written once its checkpoint loaded
         write_json(out / CONFIG_FILE, config)
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a: None) if args.quiet or not lead else print
     say(
         f"deltanet train: {config['model']} ({model.num_parameters():,} parameters) on "
         f"{ds.name}: {len(ds.y_train)} training examples ({len(train[1])} to train, "
         f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
         f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
     )
+    if dist is not None:
+        sync = "synchronised" if args.sync_batch_norm else "per rank"
+        say(f"data-parallel over {dist.world_size()} MPI ranks (batch-norm statistics: {sync})")
     say(f"run directory: {out}" + (f" (resuming from {args.resume})" if args.resume else ""))
     run = _run_info(config, ds, standardizer)
     history = _fit(config, args, out, run, (model, optimizer, schedule), train, val)
-    if args.resume:
+    if lead and args.resume:
         write_json(out / CONFIG_FILE, config)
     test = ds.x_test if standardizer is None else standardizer.transform(ds.x_test)
-    metrics = _finish(config, out, run, model, history, ds, test, started)
+    metrics = _finish(config, out, run, model, history, ds, test, started, dist)
+    if not lead:
+        return 0
     say(
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"({len(ds.y_test)} held-out examples); {metrics['seconds']:.1f} s in all"
@@ -61,7 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
+def _resolve(args: argparse.Namespace, check_out: bool = True) -> tuple[Path | None, dict]:
     """The run directory (None: a new one) and the settings: defaults < resumed run < args."""
     given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
     given.update({k: getattr(args, k) for k in ("data_dir",) if getattr(args, k, None)})
@@ -86,7 +119,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any]]:
             saved = {k: meta["run"][k] for k in keys if meta["run"].get(k) is not None}
     config = {**TRAIN_DEFAULTS, **saved, **given}
     _check_numbers(config)
-    if out is not None:
+    if out is not None and check_out:  # other ranks may see the files rank 0 wrote already
         check_out_dir(out, bool(args.resume))
     return out, config
 
@@ -210,16 +243,23 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         seed=config["seed"],
         verbose=0 if args.quiet else 1,
         resume_from=args.resume,
+        distributed=bool(getattr(args, "distributed", False)),
+        sync_batch_norm=bool(getattr(args, "sync_batch_norm", False)),
     )
 
 
-def _finish(config, out: Path, run: dict, model, history, ds, x_test, started) -> dict:
-    """Evaluate on the test set once; write model.safetensors, metrics.json and the plots."""
+def _finish(config, out: Path, run: dict, model, history, ds, x_test, started, dist) -> dict:
+    """Evaluate on the test set once; write model.safetensors, metrics.json and the plots.
+
+    Distributed: the ranks share the evaluation; rank 0 alone predicts (for the confusion
+    matrix and plots) and writes."""
     from deltanet import io
     from deltanet.metrics import confusion_matrix
     from deltanet.training import evaluate, predict
 
-    scores = evaluate(model, "cross_entropy", x_test, ds.y_test)
+    scores = evaluate(model, "cross_entropy", x_test, ds.y_test, distributed=dist is not None)
+    if dist is not None and dist.rank() != 0:
+        return scores
     y_pred, _ = predict(model, x_test)
     cm = confusion_matrix(ds.y_test, y_pred, ds.num_classes)
     logs = history.history
@@ -240,6 +280,7 @@ def _finish(config, out: Path, run: dict, model, history, ds, x_test, started) -
         "train_size": len(ds.y_train),
         "test_size": len(ds.y_test),
         "seed": config["seed"],
+        "ranks": 1 if dist is None else dist.world_size(),
         "config": config,
     }
     run = {**run, "test_accuracy": scores["accuracy"]}

@@ -7,10 +7,19 @@ them into ``running_mean`` / ``running_var``:
 Eval mode normalises with the running statistics, or with the batch's when they are not tracked.
 The running statistics are buffers, not Parameters: ``buffers()`` lists them for saving and
 ``load_buffers()`` restores them.
+
+Data-parallel training (``fit(..., distributed=True)``): by default each rank normalises with
+the statistics of its own shard (as PyTorch's ``BatchNorm`` under DDP) and ``fit`` averages the
+running statistics over the ranks after each epoch. ``sync_batch_norm=True`` sets ``allreduce``
+on every batch-norm layer (a callable that sums an array over the ranks in place, as
+``torch.nn.SyncBatchNorm``): the mean and variance are then those of the whole global batch,
+and N ranks reach the weights of one process exactly, at the price of three small allreduces
+per layer and step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -58,6 +67,8 @@ class BatchNormND(Layer):
         self.running_mean = np.zeros(c, self.dtype) if track_running_stats else None
         self.running_var = np.ones(c, self.dtype) if track_running_stats else None
         self.num_batches_tracked = 0 if track_running_stats else None
+        # Sums an array over data-parallel ranks in place; None: statistics of this rank's batch.
+        self.allreduce: Callable[[np.ndarray], np.ndarray] | None = None
 
     def _validate(self, num_features, eps, momentum, affine, track_running_stats, dtype) -> None:
         name = type(self).__name__
@@ -95,22 +106,35 @@ class BatchNormND(Layer):
             )
             self._cache = (False, cache)
             return y
-        m = x.size // x.shape[1]
+        if self.allreduce is not None:
+            y, cache = sync_batch_norm_forward(x, gamma, beta, self.eps, self.allreduce)
+            m = cache[-1]
+        else:
+            m = x.size // x.shape[1]
         if m < 2:  # PyTorch's check: one value per channel has no variance to normalise by
             raise ValueError(
                 f"{self.label()}: expected more than 1 value per channel when training "
-                f"(N * spatial size > 1). Received: input of shape {x.shape}."
+                f"(N * spatial size > 1, over all ranks when synchronised). "
+                f"Received: input of shape {x.shape}."
             )
-        y, cache = batch_norm_forward(x, gamma, beta, self.eps)
-        if self.training and self.track_running_stats:
-            self._update_running_stats(cache)
-        self._cache = (True, cache)
+        if self.allreduce is None:
+            y, cache = batch_norm_forward(x, gamma, beta, self.eps)
+            mean, var = batch_norm_stats(cache)
+            self._cache = (True, cache)
+        else:
+            mean, var = cache[3], cache[4] * (m / (m - 1))
+            self._cache = ("sync", cache)
+        if self.track_running_stats:
+            self._update_running_stats(mean, var)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         batch_stats, cache = self._get_cache()
-        op = batch_norm_backward if batch_stats else batch_norm_inference_backward
-        dx, dgamma, dbeta = op(dy, cache)
+        if batch_stats == "sync":
+            dx, dgamma, dbeta = sync_batch_norm_backward(dy, cache)
+        else:
+            op = batch_norm_backward if batch_stats else batch_norm_inference_backward
+            dx, dgamma, dbeta = op(dy, cache)
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
@@ -122,8 +146,7 @@ class BatchNormND(Layer):
             return np.ones(self.num_features, dtype), np.zeros(self.num_features, dtype)
         return self.weight.data.astype(dtype, copy=False), self.bias.data.astype(dtype, copy=False)
 
-    def _update_running_stats(self, cache: tuple) -> None:
-        mean, var_unbiased = batch_norm_stats(cache)
+    def _update_running_stats(self, mean: np.ndarray, var_unbiased: np.ndarray) -> None:
         self.num_batches_tracked += 1
         m = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
         # In place, so the buffers keep their dtype whatever the input's.
@@ -197,6 +220,55 @@ class BatchNormND(Layer):
 
     def _dtype_hint(self) -> np.dtype:
         return self.dtype
+
+
+def sync_batch_norm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, allreduce: Callable
+) -> tuple[np.ndarray, tuple]:
+    """Batch norm with the statistics of the batch spread over the ranks. x: (N, C, *spatial).
+
+    ``allreduce`` sums an array over the ranks in place. Two passes, as in
+    ``batch_norm_forward`` (no cancellation): the global sum and count give the mean, then the
+    global sum of squared deviations the biased variance. cache = ``(x_hat, gamma, inv_std,
+    mean, var, allreduce, m)`` with ``m`` the global number of values per channel.
+    """
+    c, axes = x.shape[1], (0, *range(2, x.ndim))
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    sums = np.append(x.sum(axis=axes, dtype=np.float64), x.size // c)
+    allreduce(sums)
+    m = int(sums[c])
+    mean = (sums[:c] / max(m, 1)).astype(x.dtype)
+    xc = x - mean.reshape(shape)
+    squares = np.sum(xc * xc, axis=axes, dtype=np.float64)
+    allreduce(squares)
+    var = (squares / max(m, 1)).astype(x.dtype)
+    inv_std = (1 / np.sqrt(var + eps)).reshape(shape)
+    x_hat = xc * inv_std
+    gamma = gamma.astype(x.dtype, copy=False)
+    y = x_hat * gamma.reshape(shape) + beta.astype(x.dtype, copy=False).reshape(shape)
+    return y, (x_hat, gamma, inv_std, mean, var, allreduce, m)
+
+
+def sync_batch_norm_backward(
+    dy: np.ndarray, cache: tuple
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``sync_batch_norm_forward``: (dx like x, dgamma (C,), dbeta (C,)) of this rank.
+
+    ``dx = (gamma / sigma) * (dy - Dbeta / m - x_hat * Dgamma / m)`` as in
+    ``batch_norm_backward``, where ``Dbeta``, ``Dgamma`` and ``m`` run over every rank's batch
+    (the mean and variance depend on all of them); dgamma and dbeta stay this rank's sums,
+    which the gradient allreduce adds up.
+    """
+    x_hat, gamma, inv_std, _, _, allreduce, m = cache
+    c, axes = dy.shape[1], (0, *range(2, dy.ndim))
+    shape = (1, c) + (1,) * (dy.ndim - 2)
+    dbeta = dy.sum(axis=axes)
+    dgamma = np.sum(dy * x_hat, axis=axes)
+    total = np.concatenate([dbeta, dgamma]).astype(np.float64)
+    allreduce(total)
+    mean_dbeta, mean_dgamma = (total[:c] / m).astype(dy.dtype), (total[c:] / m).astype(dy.dtype)
+    centred = dy - mean_dbeta.reshape(shape) - x_hat * mean_dgamma.reshape(shape)
+    return centred * (gamma.reshape(shape) * inv_std), dgamma, dbeta
 
 
 class BatchNorm1D(BatchNormND):
