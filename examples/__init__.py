@@ -1,0 +1,1 @@
+"""Runnable scripts that reproduce the classic experiments (importable, so the tests run them)."""
