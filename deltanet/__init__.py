@@ -3,10 +3,13 @@
 from deltanet import init, ops
 from deltanet.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from deltanet.io import Checkpoint, FormatError, load, load_checkpoint, save
+from deltanet.jacobian import jacobian
 from deltanet.layers import *  # noqa: F403 - the layers are the public API
 from deltanet.layers import __all__ as _layer_names
 from deltanet.layers.config import layer_from_dict, layer_to_dict
+from deltanet.onnx_export import export_onnx
 from deltanet.ops import losses
+from deltanet.torch_weights import load_torch_weights, save_torch_weights
 from deltanet.training import TrainingDiverged, evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -25,12 +28,16 @@ __all__ = [
     "FormatError",
     "TrainingDiverged",
     "evaluate",
+    "export_onnx",
     "fit",
+    "jacobian",
     "load",
     "load_checkpoint",
+    "load_torch_weights",
     "minimize",
     "predict",
     "save",
+    "save_torch_weights",
 ]
 
 
@@ -42,3 +49,13 @@ def minimize(*args, **kwargs):
     from deltanet.fullbatch import minimize as _minimize
 
     return _minimize(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    # ``deltanet.binary`` (bit-packed inference) and ``deltanet.distributed`` (MPI) load on first
+    # use, so that ``import deltanet`` stays light; ``from deltanet import binary`` works too.
+    if name in ("binary", "distributed"):
+        import importlib
+
+        return importlib.import_module(f"deltanet.{name}")
+    raise AttributeError(f"module 'deltanet' has no attribute {name!r}")
