@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     table = harness.format_table(results, mem)
     print(
         f"\nthreads: {threads} (NumPy BLAS and torch.set_num_threads); median of {args.steps} "
-        f"interleaved steps after {args.warmup} warm-up steps\n"
+        f"steps, interleaved in blocks of 5 after {args.warmup} warm-up steps\n"
     )
     print(table)
     report = {

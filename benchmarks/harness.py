@@ -74,18 +74,30 @@ def compare(
     steps: int = 20,
     warmup: int = 3,
     target: float | None = None,
+    block: int = 5,
 ) -> Result:
-    """Median ms per step of ``ours`` and ``theirs`` over ``steps`` interleaved steps."""
+    """Median ms per step of ``ours`` and ``theirs`` over ``steps`` steps each, interleaved.
+
+    The frameworks take turns in blocks of ``block`` timed steps, each block after one untimed
+    step: right after a switch, the other framework's worker threads (OpenBLAS's, PyTorch's
+    OpenMP pool) still spin on the two cores and slow the first step down. Alternating single
+    steps measured PyTorch's LeNet-5 step at 28-30 ms here against 12.5 ms on its own, which
+    flattered deltanet; blocks keep both frameworks near their solo speed while the load that
+    drifts over a run still falls on both.
+    """
     for _ in range(warmup):
         ours()
         if theirs is not None:
             theirs()
     a: list[float] = []
     b: list[float] = []
-    for _ in range(steps):
-        a.append(_time(ours))
-        if theirs is not None:
-            b.append(_time(theirs))
+    while len(a) < steps:
+        n = min(block, steps - len(a))
+        for fn, times in ((ours, a), (theirs, b)):
+            if fn is None:
+                continue
+            fn()  # untimed: lets the previous framework's threads go quiet
+            times.extend(_time(fn) for _ in range(n))
     return Result(
         name,
         batch,
