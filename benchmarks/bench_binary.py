@@ -102,11 +102,17 @@ def measure(repeat: int) -> list[dict]:
         for fn in fns.values():
             fn()  # warm up: numba compilation or cache load, BLAS threads
         times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(repeat):  # interleaved, so load from other processes hits all alike
+        # Interleaved in blocks of 5 calls, each after one untimed call, as benchmarks.harness:
+        # so that drifting load hits every path alike, while the worker threads the previous
+        # path left spinning (numba's, OpenBLAS's, PyTorch's) do not land on the first call.
+        while len(times["packed"]) < repeat:
+            n = min(5, repeat - len(times["packed"]))
             for key, fn in fns.items():
-                t = time.perf_counter()
                 fn()
-                times[key].append(time.perf_counter() - t)
+                for _ in range(n):
+                    t = time.perf_counter()
+                    fn()
+                    times[key].append(time.perf_counter() - t)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         rows.append({"case": name, "median_ms": med, "max_rel_error": err})
     return rows
