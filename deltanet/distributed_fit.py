@@ -15,6 +15,7 @@ import numpy as np
 from deltanet import distributed as dist
 from deltanet.evaluation import LossFn, all_layers
 from deltanet.layers.base import Layer
+from deltanet.layers.dropout import Dropout
 from deltanet.layers.norm import BatchNormND
 from deltanet.layers.sequential import backward_parameters
 from deltanet.metrics import predicted_classes
@@ -36,7 +37,20 @@ def start(state: TrainingState, data: tuple, val: tuple | None, settings: tuple)
     """Check that the ranks agree (a ValueError on every rank if not); broadcast the weights."""
     dist.check_consistent(fingerprints(state, data, val, *settings))
     dist.broadcast_parameters(state.model)
+    _decorrelate_dropout(state.model)
     state.distributed = True
+
+
+def _decorrelate_dropout(model: Layer) -> None:
+    """Give each rank's dropout layers their own stream of masks.
+
+    Built from one seed, every rank's Dropout would draw the same masks, so example i of every
+    shard would lose the same units. Each rank derives its stream from the shared one and its
+    rank: reproducible, and different across ranks.
+    """
+    for layer in all_layers(model):
+        if isinstance(layer, Dropout):
+            layer.rng = np.random.default_rng([int(layer.rng.integers(2**63)), dist.rank()])
 
 
 def fingerprints(

@@ -336,3 +336,17 @@ def test_missing_mpi4py_is_a_clear_error(monkeypatch, capsys):
         train(model(), 1, distributed=True)
     assert main(["train", "--distributed", "--epochs", "1"]) == 2
     assert "--distributed needs mpi4py" in capsys.readouterr().err
+
+
+def test_each_rank_draws_its_own_dropout_masks(monkeypatch):
+    from deltanet import Dropout, Sequential
+    from deltanet import distributed_fit as dfit
+
+    def masks(rank: int) -> np.ndarray:
+        monkeypatch.setattr(dfit.dist, "rank", lambda: rank)
+        net = Sequential(Dropout(0.5, rng=0))
+        dfit._decorrelate_dropout(net)
+        return net(np.ones((4, 64), np.float32)) != 0
+
+    assert np.array_equal(masks(0), masks(0))  # reproducible from the seed
+    assert not np.array_equal(masks(0), masks(1))  # but not shared across ranks
