@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -175,3 +176,14 @@ def make_plots(run_dir: Path, history: Any, model: Any, test: tuple | None, name
 
 def format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{math.floor(seconds / 60)} min"
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``--input-shape``: "1,28,28" or "1x28x28" -> (1, 28, 28), every size at least 1."""
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1,28,28. Received: {text!r}")
+    return shape

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from deltanet.cli.common import CliError, load_model_file
+from deltanet.cli.common import CliError, load_model_file, parse_shape
 
 EPILOG = """\
 examples:
@@ -14,16 +14,6 @@ examples:
   deltanet export lenet5 --onnx lenet5.onnx --torch lenet5_torch.safetensors
   deltanet export runs/mine/model.safetensors --torch w.safetensors --torch-template t.safetensors
 """
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
-    except ValueError:
-        shape = ()
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected sizes like 1,28,28. Received: {text!r}")
-    return shape
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the target PyTorch model's state dict (safetensors): its names and dtypes are used",
     )
     p.add_argument(
-        "--input-shape", type=_shape, help="per example, e.g. 1,28,28 (default: the model's own)"
+        "--input-shape",
+        type=parse_shape,
+        help="per example, e.g. 1,28,28 (default: the model's own)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of a zoo model's weights")
 

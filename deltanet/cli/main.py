@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from deltanet.cli.common import TRAIN_DEFAULTS, CliError
+from deltanet.cli.common import TRAIN_DEFAULTS, CliError, parse_shape
 from deltanet.data import DATASETS
 from deltanet.optim import OPTIMIZERS
 from deltanet.schedules import POLICIES as LR_POLICIES
@@ -31,16 +31,6 @@ examples:
   deltanet gradcheck --model digits_cnn
   deltanet plot runs/mine
 """
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
-    except ValueError:
-        shape = ()
-    if not shape or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected sizes like 1,8,8. Received: {text!r}")
-    return shape
 
 
 def _int_list(text: str) -> list[int]:
@@ -150,7 +140,7 @@ def _add_data_args(p: argparse.ArgumentParser, data_help: str) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODELS, help="zoo model (instead of MODEL_FILE)")
-    p.add_argument("--input-shape", type=_shape, help="per example, e.g. 1,28,28")
+    p.add_argument("--input-shape", type=parse_shape, help="per example, e.g. 1,28,28")
     p.add_argument("--num-classes", type=int, default=10)
 
 
