@@ -38,8 +38,12 @@ def export_onnx(model: Layer, path: str | os.PathLike, input_shape: Sequence[int
     ``input_shape`` is the shape of one example without the batch axis, e.g. ``(1, 28, 28)``.
     Raises TypeError naming the first layer that has no ONNX equivalent.
     """
-    import onnx
-    from onnx import TensorProto, helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError as err:
+        msg = 'export_onnx needs the onnx package: pip install "deltanet[onnx]".'
+        raise ImportError(msg) from err
 
     if not isinstance(model, Layer):
         raise TypeError(

@@ -330,3 +330,17 @@ def test_cli_needs_an_input_shape_when_none_was_saved(tmp_path, capsys):
 def test_input_shape_that_the_model_rejects_names_the_layer(tmp_path):
     with pytest.raises(ValueError, match=r"Dense\(in_features=400\): expected input of shape"):
         export_onnx(build_model("lenet5"), tmp_path / "m.onnx", (1, 32, 32))
+
+
+def test_missing_onnx_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from deltanet.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    expected = r'needs the onnx package: pip install "deltanet\[onnx\]"'
+    with pytest.raises(ImportError, match=expected):
+        export_onnx(build_model("mlp"), tmp_path / "m.onnx", (400,))
+    assert main(["export", "mlp", "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "needs the onnx package" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deltanet: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, TypeError, OSError, RuntimeError) as err:
+    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as err:
         # Bad input and failed runs get one clear line, not a traceback.
         print(f"deltanet: error: {err}", file=sys.stderr)
         return 2
