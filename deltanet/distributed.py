@@ -117,6 +117,9 @@ def abort(message: str, code: int = 1) -> None:
         flush=True,
     )
     sys.stdout.flush()
+    # mpiexec forwards the ranks' output asynchronously and stops forwarding once Abort kills the
+    # job: without a pause, the message that says why was sometimes lost (seen in CI).
+    time.sleep(0.5)
     comm.Abort(code)
 
 
