@@ -4,10 +4,12 @@ One implementation serves 1D, 2D and 3D. Convolution is cross-correlation, as in
 
     y[n, o, p] = sum_{c, k} x_pad[n, g(o)*C_g + c, p*stride + k*dilation] * w[o, c, k] + b[o]
 
-computed as a GEMM: ``sliding_windows`` views the padded input as ``(N, C, *out, *kernel)``, one
-copy lays it out as ``cols`` of shape ``(G, C_g*K, N*P)`` (im2col), and ``np.matmul`` multiplies
-``w (G, C_out/G, C_g*K)`` by ``cols``, with the groups as the batch dimension of the matmul, so
-grouped and depthwise convolutions run without a Python loop over groups or channels.
+computed as a GEMM: one copy lays the windows of the padded input out as ``cols`` of shape
+``(G, C_g*K, N*P)`` (``im2col.py``), and ``np.matmul`` multiplies ``w (G, C_out/G, C_g*K)`` by
+``cols``, with the groups as the batch dimension of the matmul, so grouped and depthwise
+convolutions run without a Python loop over groups or channels. Layers whose windows would take
+more than a few MB (``groups == 1``) go through the same steps a chunk of the batch at a time,
+so the windows stay in the cache (``conv_chunked.py``).
 
 The transposed convolution is the adjoint of the convolution: its forward pass is the
 convolution's backward pass with respect to the input, and its backward pass for the input is a
@@ -21,17 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deltanet.ops import conv_batched
-from deltanet.ops.window import (
-    Pads,
-    as_tuple,
-    output_size,
-    pad,
-    resolve_padding,
-    sliding_windows,
-    unpad,
-    window_adjoint,
-)
+from deltanet.ops import conv_chunked
+from deltanet.ops.im2col import col2im, im2col
+from deltanet.ops.window import Pads, as_tuple, output_size, resolve_padding, unpad
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
 
@@ -61,15 +55,12 @@ def _bmm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _im2col(x: np.ndarray, geo: Geometry, out: Sequence[int], groups: int) -> np.ndarray:
-    """The windows of the padded ``x (N, C, *in)`` as ``cols (G, C/G * K, N*P)`` (one copy)."""
-    kernel, stride, dilation, pads = geo
-    n, c = x.shape[:2]
-    nd = len(kernel)
-    win = sliding_windows(pad(x, pads), kernel, stride, dilation, out)  # (N, C, *out, *k) view
-    win = win.reshape(n, groups, c // groups, *out, *kernel)
-    # (G, C_g, *k, N, *out): the last axis walks along the input row, so the copy reads in order
-    axes = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
-    return win.transpose(axes).reshape(groups, (c // groups) * math.prod(kernel), -1)
+    """The windows of the padded ``x (N, C, *in)`` as ``cols (G, C/G * K, N*P)`` (one copy).
+
+    ``im2col`` lays them out as ``(C, *k, N, *out)``; the groups split the channels, so each
+    group's rows are a contiguous block and the reshape is a view.
+    """
+    return im2col(x, geo, out).reshape(groups, -1, x.shape[0] * math.prod(out))
 
 
 def _apply(
@@ -90,17 +81,15 @@ def _backward_data(
     dyg: np.ndarray, w: np.ndarray, geo: Geometry, padded_shape: Sequence[int], out: Sequence[int]
 ) -> np.ndarray:
     """Adjoint of ``_im2col`` then ``_apply``: ``dyg (G, C_out/G, N*P)`` -> ``dx (N, C, *in)``."""
-    kernel, stride, dilation, pads = geo
-    g, n, nd, cg = dyg.shape[0], padded_shape[0], len(kernel), w.shape[1]
+    kernel, _, _, pads = geo
+    g, cg = dyg.shape[0], w.shape[1]
     # δcols = Wᵀ δy: (G, C_g*K, C_out/G) @ (G, C_out/G, N*P)
     dcols = _bmm(w.reshape(g, w.shape[0] // g, -1).transpose(0, 2, 1), dyg)
-    # back to the window layout (N, C, *out, *k) (a view: G and C_g stay adjacent)
-    dwin = dcols.reshape(g, cg, *kernel, n, *out)
-    axes = (2 + nd, 0, 1, *range(3 + nd, 3 + 2 * nd), *range(2, 2 + nd))
-    dwin = dwin.transpose(axes).reshape(n, g * cg, *out, *kernel)
     # scatter-add each window back onto the padded input (col2im), then drop the padding:
     # this is the "full convolution of δy with the kernel rotated by 180°", written as an adjoint
-    return unpad(window_adjoint(dwin, padded_shape, kernel, stride, dilation), pads)
+    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+    col2im(dcols.reshape(g * cg * math.prod(kernel), -1), geo, out, dxp)
+    return unpad(dxp, pads)
 
 
 def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
@@ -146,15 +135,15 @@ def conv_forward(
             f"(dilated kernel size {tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))})."
         )
     geo = (kernel, stride, dilation, pads)
-    batched = groups == 1 and conv_batched.use_batched(x.shape, w.shape, out)
-    if batched:
+    chunked = groups == 1 and conv_chunked.use_chunked(x.shape, w.shape, out)
+    if chunked:
         cols = x  # the windows are laid out again, chunk by chunk, in the backward pass
-        y = conv_batched.forward(x, w, b, geo, out)
+        y = conv_chunked.forward(x, w, b, geo, out)
     else:
         cols = _im2col(x, geo, out, groups)  # (G, C_g*K, N*P): one GEMM per group
         y = _apply(w, cols, b, x.shape[0], out)
     padded_shape = (*x.shape[:2], *(s + lo + hi for s, (lo, hi) in zip(spatial, pads)))
-    return y, (cols, w, b is not None, geo, padded_shape, groups, batched)
+    return y, (cols, w, b is not None, geo, padded_shape, groups, chunked)
 
 
 def conv_backward(
@@ -165,14 +154,14 @@ def conv_backward(
     -> dx: (N, C_in, *in) (None when not ``input_grad``: the first layer of a network needs no
     δ for its input), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
     """
-    cols, w, has_bias, geo, padded_shape, groups, batched = cache
+    cols, w, has_bias, geo, padded_shape, groups, chunked = cache
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
     db = _bias_grad(dy) if has_bias else None
-    if batched:  # per-sample GEMMs; the cache holds x, whose windows are laid out again
-        dx, dw = conv_batched.backward(dy, cols, w, geo, padded_shape, input_grad)
+    if chunked:  # the cache holds x, whose windows are laid out again chunk by chunk
+        dx, dw = conv_chunked.backward(dy, cols, w, geo, padded_shape, input_grad)
         return dx, dw, db
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
-    #      δcols = Wᵀ δy, scattered back onto the windows they came from (window_adjoint), unpadded
+    #      δcols = Wᵀ δy, scattered back onto the windows they came from (col2im), unpadded
     dyg = _to_gemm(dy, groups)
     dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:]) if input_grad else None
     # ∂L/∂w = x ⋆ δy: the correlation of the input windows with δy, i.e. δy · colsᵀ

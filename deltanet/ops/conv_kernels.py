@@ -1,32 +1,99 @@
-"""Compiled col2im for ``conv_batched`` (numba), used when ``compiled.enabled()``.
+"""Compiled im2col and col2im for convolution (numba), used when ``compiled.enabled()``.
 
 NumPy copies the windows with one strided slab per kernel offset; when a window row is short
 (LeNet's 10-wide maps) each slab is many tiny rows and the per-row overhead dominates: col2im
-at batch 256 of LeNet's second convolution takes about 18 ms in NumPy and 3.5 ms here. The
-loop is the same one, written out. Every geometry is given as 3-D (1-D and 2-D convolutions
-add kernel and spatial axes of size 1); the NumPy code in ``conv_batched.py`` is the reference.
-Serial on purpose, as in ``pool_kernels``: numba's spinning threads slow the BLAS calls down.
+at batch 256 of LeNet's second convolution takes about 18 ms in NumPy and 2-3 ms here. The
+loops are the same ones, written out. Every geometry is given as 3-D (1-D and 2-D convolutions
+add kernel and spatial axes of size 1); the NumPy code in ``conv.py`` and ``conv_chunked.py``
+is the reference, and the tests compare the two.
+
+The windows ("cols") are laid out as ``(C, kd, kh, kw, N, od, oh, ow)``: channels and kernel
+offsets as the rows of one GEMM, the batch and the output positions as its columns.
+
+The flat indices are unsigned on purpose: with signed indices numba must handle negative
+(wrap-around) indexing on every access, which keeps LLVM from vectorising the inner loop and
+made im2col 2.3x slower. Serial on purpose, as in ``pool_kernels``: numba's spinning threads
+slow down the BLAS calls that run between these kernels.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from deltanet.compiled import njit
 
 
 @njit
-def col2im3d(dcols, stride, dilation, dxp):  # pragma: no cover - numba
-    """``dxp[n, c, i*sd + a*dd, j*sh + b*dh, l*sw + e*dw] += dcols[n, c, a, b, e, i, j, l]``."""
+def _geometry(kernel, stride, dilation, out):  # pragma: no cover - numba
+    """The twelve sizes as unsigned integers (a uint64 times an int64 is a float in numba)."""
+    kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
-    n_, c_, kd, kh, kw, od, oh, ow = dcols.shape
-    for n in range(n_):
-        for c in range(c_):
-            for a in range(kd):
-                for b in range(kh):
-                    for e in range(kw):
+    od, oh, ow = out
+    u = np.uint64
+    return u(kd), u(kh), u(kw), u(sd), u(sh), u(sw), u(dd), u(dh), u(dw), u(od), u(oh), u(ow)
+
+
+@njit
+def _dims(shape):  # pragma: no cover - numba
+    """The five sizes of a 5-D shape as unsigned integers."""
+    u = np.uint64
+    return u(shape[0]), u(shape[1]), u(shape[2]), u(shape[3]), u(shape[4])
+
+
+@njit
+def im2col3d(xp, kernel, stride, dilation, out, cols):  # pragma: no cover - numba
+    """``cols[c, a, b, e, n, i, j, m] = xp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw]``.
+
+    ``xp (N, C, D, H, W)`` is the padded input, ``cols`` the (contiguous) output.
+    """
+    kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow = _geometry(kernel, stride, dilation, out)
+    n_, c_, d_, h_, w_ = _dims(xp.shape)
+    src, dst = xp.ravel(), cols.ravel()
+    q = np.uint64(0)
+    for c in range(c_):
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    for n in range(n_):
+                        plane = (n * c_ + c) * d_
                         for i in range(od):
+                            row = (plane + i * sd + a * dd) * h_
                             for j in range(oh):
-                                for m in range(ow):
-                                    dxp[
-                                        n, c, i * sd + a * dd, j * sh + b * dh, m * sw + e * dw
-                                    ] += dcols[n, c, a, b, e, i, j, m]
+                                s0 = (row + j * sh + b * dh) * w_ + e * dw
+                                if sw == 1:  # contiguous rows: a loop LLVM vectorises
+                                    for m in range(ow):
+                                        dst[q + m] = src[s0 + m]
+                                else:
+                                    for m in range(ow):
+                                        dst[q + m] = src[s0 + m * sw]
+                                q += ow
+
+
+@njit
+def col2im3d(dcols, stride, dilation, dxp):  # pragma: no cover - numba
+    """``dxp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw] += dcols[c, a, b, e, n, i, j, m]``."""
+    c_, kd_, kh_, kw_, n_, od_, oh_, ow_ = dcols.shape
+    g = _geometry((kd_, kh_, kw_), stride, dilation, (od_, oh_, ow_))
+    kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow = g
+    _, _, d_, h_, w_ = _dims(dxp.shape)
+    c_, n_ = np.uint64(c_), np.uint64(n_)
+    src, dst = dcols.ravel(), dxp.ravel()
+    q = np.uint64(0)
+    for c in range(c_):
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    for n in range(n_):
+                        plane = (n * c_ + c) * d_
+                        for i in range(od):
+                            row = (plane + i * sd + a * dd) * h_
+                            for j in range(oh):
+                                s0 = (row + j * sh + b * dh) * w_ + e * dw
+                                if sw == 1:
+                                    for m in range(ow):
+                                        dst[s0 + m] += src[q + m]
+                                else:
+                                    for m in range(ow):
+                                        dst[s0 + m * sw] += src[q + m]
+                                q += ow

@@ -16,6 +16,16 @@ from deltanet.ops.conv import (
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.utils import check_grads, torch_or_skip
 
+
+@pytest.fixture(autouse=True, params=["numpy", "numba"])
+def kernels(request, monkeypatch):
+    """Every test once on the NumPy im2col / col2im and once on the compiled kernels."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
+    return request.param
+
+
 # x shape, w shape, stride, padding, dilation, groups, bias
 CONV_CASES = [
     pytest.param((2, 3, 9), (4, 3, 3), 1, 0, 1, 1, True, id="1d-basic"),

@@ -1,9 +1,10 @@
-"""The per-sample GEMM path of convolution (``conv_batched``) and its compiled col2im.
+"""The chunked path of convolution (``conv_chunked``) and its compiled im2col / col2im.
 
-``conv_forward`` takes this path for ``groups == 1`` and outputs of at least 64 positions, which
-the cases of ``test_conv.py`` are too small to reach; here every case reaches it, and each is
-checked against the naive loops, central differences, PyTorch, the wide-GEMM path and, for
-col2im, the NumPy path against the numba kernel.
+``conv_forward`` takes this path for ``groups == 1`` and large windows, which the cases of
+``test_conv.py`` are too small to reach; here every case is forced onto it with chunks of a few
+samples (so several chunks run, the last one short), and each is checked against the naive
+loops, central differences, PyTorch and the whole-batch path, on the NumPy reference and on
+the numba kernels.
 """
 
 from __future__ import annotations
@@ -11,22 +12,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deltanet.ops import conv_batched
+from deltanet.ops import conv_chunked
 from deltanet.ops.conv import conv_backward, conv_forward
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.ops.test_conv import assert_close, make, naive_conv
 from tests.utils import check_grads, torch_or_skip
 
-# x shape, w shape, stride, padding, dilation, bias -- every output has >= 64 positions
+# x shape, w shape, stride, padding, dilation, bias
 CASES = [
-    pytest.param((2, 2, 70), (3, 2, 3), 1, 1, 1, True, id="1d-p1"),
-    pytest.param((2, 1, 140), (2, 1, 4), 2, "same", 2, False, id="1d-s2-same-d2"),
-    pytest.param((2, 2, 9, 9), (3, 2, 2, 2), 1, 0, 1, True, id="2d-valid"),
-    pytest.param((1, 1, 12, 11), (2, 1, 5, 5), 1, 2, 1, True, id="2d-lenet-conv1"),
-    pytest.param((2, 3, 17, 16), (2, 3, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), False,
+    pytest.param((5, 2, 70), (3, 2, 3), 1, 1, 1, True, id="1d-p1"),
+    pytest.param((3, 1, 140), (2, 1, 4), 2, "same", 2, False, id="1d-s2-same-d2"),
+    pytest.param((5, 2, 9, 9), (3, 2, 2, 2), 1, 0, 1, True, id="2d-valid"),
+    pytest.param((3, 1, 12, 11), (2, 1, 5, 5), 1, 2, 1, True, id="2d-lenet-conv1"),
+    pytest.param((3, 3, 17, 16), (2, 3, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), False,
                  id="2d-s21-asym-d12"),
-    pytest.param((1, 2, 5, 5, 5), (2, 2, 3, 3, 3), 1, 1, 1, True, id="3d-p1"),
-    pytest.param((1, 1, 9, 8, 10), (2, 1, 2, 3, 2), (2, 1, 2), "same", (1, 2, 1), True,
+    pytest.param((3, 2, 5, 5, 5), (2, 2, 3, 3, 3), 1, 1, 1, True, id="3d-p1"),
+    pytest.param((3, 1, 9, 8, 10), (2, 1, 2, 3, 2), (2, 1, 2), "same", (1, 2, 1), True,
                  id="3d-s212-same"),
 ]  # fmt: skip
 
@@ -38,20 +39,29 @@ def _out(x, w, stride, padding, dilation):
     return s, d, pads
 
 
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Every case on the chunked path, in chunks of two or three samples."""
+    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: True)
+    monkeypatch.setattr(conv_chunked, "_CHUNK", 2048)
+
+
 @pytest.fixture(params=["numpy", "numba"])
 def kernels(request, monkeypatch):
     """Run a test once on the NumPy reference and once with the compiled kernels."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
     monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
     return request.param
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
-def test_batched_path_matches_naive_loops(
+def test_chunked_path_matches_naive_loops(
     kernels, x_shape, w_shape, stride, padding, dilation, bias
 ):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
-    assert cache[-1], "the case must take the batched path"
+    assert cache[-1], "the case must take the chunked path"
     dy = np.random.default_rng(1).standard_normal(y.shape)
     s, d, pads = _out(x, w, stride, padding, dilation)
     ry, rdx, rdw, rdb = naive_conv(x, w, b, s, pads, d, 1, dy)
@@ -63,7 +73,7 @@ def test_batched_path_matches_naive_loops(
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES[::2])
-def test_batched_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+def test_chunked_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dilation, bias):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     inputs = [x, w] + ([b] if bias else [])
 
@@ -78,7 +88,7 @@ def test_batched_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dila
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
-def test_batched_path_matches_torch(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+def test_chunked_path_matches_torch(kernels, x_shape, w_shape, stride, padding, dilation, bias):
     torch = torch_or_skip()
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None, dtype=np.float32)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
@@ -103,14 +113,14 @@ def test_batched_path_matches_torch(kernels, x_shape, w_shape, stride, padding, 
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
-def test_batched_and_wide_paths_agree(
+def test_chunked_and_whole_batch_paths_agree(
     monkeypatch, x_shape, w_shape, stride, padding, dilation, bias
 ):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
     dy = np.random.default_rng(2).standard_normal(y.shape)
     grads = conv_backward(dy, cache)
-    monkeypatch.setattr(conv_batched, "use_batched", lambda *shapes: False)
+    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: False)
     y2, cache2 = conv_forward(x, w, b, stride, padding, dilation)
     assert cache[-1] and not cache2[-1]
     assert_close(y, y2, 1e-12, "y")
@@ -119,9 +129,9 @@ def test_batched_and_wide_paths_agree(
             assert_close(g, g2, 1e-12, name)
 
 
-@pytest.mark.parametrize("batched", [True, False])
-def test_no_input_grad_skips_dx_only(monkeypatch, batched):
-    monkeypatch.setattr(conv_batched, "use_batched", lambda *shapes: batched)
+@pytest.mark.parametrize("chunked", [True, False])
+def test_no_input_grad_skips_dx_only(monkeypatch, chunked):
+    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: chunked)
     x, w, b = make((2, 2, 9, 9), (3, 2, 3, 3), 3)
     y, cache = conv_forward(x, w, b, 1, 1)
     dy = np.random.default_rng(3).standard_normal(y.shape)

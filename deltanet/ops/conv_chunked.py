@@ -1,0 +1,98 @@
+"""Convolution through the batch in chunks, one GEMM per chunk (``groups == 1``).
+
+``conv.py`` lays the windows of the whole batch out as one wide matrix ``cols (C*K, N*P)`` and
+keeps it for the backward pass: K copies of the input (9 for a 3x3 kernel, 25 for 5x5), written
+to memory and read back three times. Here the batch goes through in chunks of ``B`` samples
+whose windows fit in about 4 MB, so they are written and read back while they are still in the
+cache, and they are not kept: the backward pass lays them out again from ``x`` (a copy in the
+cache is cheaper than the memory traffic of keeping K copies of the input, and the peak memory
+drops by as much). For one chunk, with ``cols (C*K, B*P)`` and ``δy`` as ``(C_out, B*P)``:
+
+    y         = W cols                     (C_out, C*K) @ (C*K, B*P)
+    ∂L/∂W    += δy colsᵀ                   (C_out, B*P) @ (B*P, C*K)
+    δcols     = Wᵀ δy                      (C*K, C_out) @ (C_out, B*P), scattered back (col2im)
+
+The window copies and the scatter-add are ``im2col`` and ``col2im`` (``im2col.py``). ``conv.py``
+picks this
+path by shape (``use_chunked``); both give the same numbers up to the order of float additions,
+and the tests compare them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from deltanet.ops.im2col import col2im, im2col
+from deltanet.ops.window import unpad
+
+Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]
+
+_CHUNK = 1 << 20  # elements of cols per chunk: 4 MB of float32, about what L2 + L3 keep hot
+
+
+def use_chunked(x_shape: Sequence[int], w_shape: Sequence[int], out: Sequence[int]) -> bool:
+    """Whether chunks beat one whole-batch GEMM (``conv.py``): when the windows are large.
+
+    Small layers (MNIST-1D's 20-position maps at batch 256: 2.6 MB of windows) gain nothing
+    from chunking and pay a Python loop; large ones (LeNet's 15 MB, a VGG block's 75 MB) spend
+    more time writing windows to memory than multiplying them.
+    """
+    return x_shape[0] * math.prod(w_shape[1:]) * math.prod(out) > 2 * _CHUNK
+
+
+def _chunks(n: int, ck: int, p: int) -> list[slice]:
+    b = max(1, _CHUNK // max(1, ck * p))
+    return [slice(i, min(i + b, n)) for i in range(0, n, b)]
+
+
+def forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, geo: Geometry, out: Sequence[int]
+) -> np.ndarray:
+    """``y = W cols + b`` chunk by chunk: x (N, C, *in), w (C_out, C, *k) -> y (N, C_out, *out)."""
+    n, c_out, p = x.shape[0], w.shape[0], math.prod(out)
+    w2 = w.reshape(c_out, -1)
+    y = np.empty((n, c_out, p), dtype=x.dtype)
+    parts = _chunks(n, w2.shape[1], p)
+    buf = np.empty(w2.shape[1] * (parts[0].stop - parts[0].start) * p, dtype=x.dtype)
+    for part in parts:
+        cols = im2col(x[part], geo, out, buf)
+        yw = (w2 @ cols).reshape(c_out, -1, p)  # (C_out, B, P), still in the cache
+        np.copyto(y[part], yw.swapaxes(0, 1))
+    if b is not None:
+        y += b[:, None]
+    return y.reshape(n, c_out, *out)
+
+
+def backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    geo: Geometry,
+    x_padded: Sequence[int],
+    input_grad: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(δx, ∂L/∂W)`` from ``dy (N, C_out, *out)`` and the forward's input ``x``.
+
+    δx is None when ``input_grad`` is False (nothing below needs it).
+    """
+    n, c_out = dy.shape[:2]
+    out = dy.shape[2:]
+    p = math.prod(out)
+    dyg = dy.reshape(n, c_out, p)
+    w2 = w.reshape(c_out, -1)
+    dw = np.zeros(w2.shape, dtype=dy.dtype)
+    dxp = np.zeros(x_padded, dtype=dy.dtype) if input_grad else None
+    parts = _chunks(n, w2.shape[1], p)
+    buf = np.empty(w2.shape[1] * (parts[0].stop - parts[0].start) * p, dtype=x.dtype)
+    for part in parts:
+        cols = im2col(x[part], geo, out, buf)  # (C*K, B*P), laid out again from x
+        dyw = np.ascontiguousarray(dyg[part].swapaxes(0, 1)).reshape(c_out, -1)  # (C_out, B*P)
+        # ∂L/∂W = Σ_n δy[n] cols[n]ᵀ: the correlation of the input windows with δy
+        dw += dyw @ cols.T
+        if dxp is not None:
+            # δcols = Wᵀ δy, scattered back onto the windows they came from
+            col2im(w2.T @ dyw, geo, out, dxp[part])
+    return (None if dxp is None else unpad(dxp, geo[3])), dw.reshape(w.shape)
