@@ -16,7 +16,7 @@ WORKLOADS = [*lenet.WORKLOADS, *convnets.WORKLOADS, *mlp.WORKLOADS]
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("--steps", type=int, default=20, help="timed steps per framework (>= 1)")
+    p.add_argument("--steps", type=int, default=30, help="timed steps per framework (>= 1)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--only", default="", help="comma-separated substrings of workload names")
     p.add_argument("--batch", type=int, default=None, help="override every batch size (smoke)")
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     table = harness.format_table(results, mem)
     print(
         f"\nthreads: {threads} (NumPy BLAS and torch.set_num_threads); median of {args.steps} "
-        f"steps, interleaved in blocks of 5 after {args.warmup} warm-up steps\n"
+        f"steps, interleaved in blocks of 5 after {args.warmup} warm-up steps; ratio: of the "
+        f"medians; paired ratio: median over block pairs of the ratio of the block medians\n"
     )
     print(table)
     report = {

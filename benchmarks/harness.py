@@ -1,8 +1,11 @@
-"""Timing side by side: interleaved steps, medians, the threads both frameworks get.
+"""Timing side by side: interleaved blocks of steps, medians, the threads both frameworks get.
 
-Both frameworks run in the same process and alternate step by step (deltanet, PyTorch,
-deltanet, ...), so a slow moment of the machine (other processes, turbo, caches) hits both
-alike; the median of the per-step times ignores the odd outlier.
+Both frameworks run in the same process and take turns in short blocks of steps (see
+``compare``), so a slow moment of the machine (other processes, turbo, caches) hits both alike;
+the median of the per-step times ignores the odd outlier. On a shared machine the load also
+drifts over seconds, so the table gives a second estimate of the ratio as well: the median over
+the block pairs of (deltanet's block median / PyTorch's block median), which compares only
+steps that ran a fraction of a second apart.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Result:
     deltanet_min_ms: float = 0.0
     torch_min_ms: float | None = None
     target: float | None = None
+    paired_ratio: float | None = None  # median over block pairs of the ratio of block medians
 
     @property
     def ratio(self) -> float | None:
@@ -91,6 +95,7 @@ def compare(
             theirs()
     a: list[float] = []
     b: list[float] = []
+    pairs: list[float] = []
     while len(a) < steps:
         n = min(block, steps - len(a))
         for fn, times in ((ours, a), (theirs, b)):
@@ -98,6 +103,8 @@ def compare(
                 continue
             fn()  # untimed: lets the previous framework's threads go quiet
             times.extend(_time(fn) for _ in range(n))
+        if theirs is not None:
+            pairs.append(statistics.median(a[-n:]) / statistics.median(b[-n:]))
     return Result(
         name,
         batch,
@@ -107,6 +114,7 @@ def compare(
         min(a),
         min(b) if b else None,
         target,
+        statistics.median(pairs) if pairs else None,
     )
 
 
@@ -114,18 +122,19 @@ def format_table(results: list[Result], memory: list[dict] | None = None) -> str
     """A markdown table of the results (and the memory rows when measured)."""
     lines = [
         "| workload | batch | deltanet ms | PyTorch ms | deltanet img/s | PyTorch img/s "
-        "| ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio | paired ratio | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         d = r.as_dict()
         tms = "-" if r.torch_ms is None else f"{r.torch_ms:.2f}"
         tips = "-" if r.torch_ms is None else f"{d['torch_images_per_s']:.0f}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        paired = "-" if r.paired_ratio is None else f"{r.paired_ratio:.2f}"
         target = "-" if r.target is None else f"<= {r.target:g}"
         lines.append(
             f"| {r.name} | {r.batch} | {r.deltanet_ms:.2f} | {tms} | "
-            f"{d['deltanet_images_per_s']:.0f} | {tips} | {ratio} | {target} |"
+            f"{d['deltanet_images_per_s']:.0f} | {tips} | {ratio} | {paired} | {target} |"
         )
     if memory:
         lines += [

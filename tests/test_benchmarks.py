@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import memory
+from benchmarks import harness, memory
 from benchmarks.__main__ import WORKLOADS, main
 
 
@@ -21,6 +21,7 @@ def test_every_workload_runs_and_writes_json(tmp_path, capsys):
     assert names == [w.name for w in WORKLOADS]
     for row in saved["results"]:
         assert row["deltanet_ms"] > 0 and row["torch_ms"] > 0 and row["ratio"] > 0
+        assert row["paired_ratio"] > 0
         assert row["batch"] == 2
     assert "| lenet5_train_b64 |" in capsys.readouterr().out
 
@@ -39,3 +40,25 @@ def test_memory_child_reports_peak_rss():
 def test_bad_steps_is_a_usage_error():
     with pytest.raises(SystemExit):
         main(["--steps", "0"])
+
+
+def test_paired_ratio_compares_blocks_that_ran_together(monkeypatch):
+    """The machine turns 3x slower between two blocks of one pair: the paired ratio stays 2."""
+    state = {"theirs_calls": 0}
+
+    def ours():
+        pass
+
+    def theirs():
+        state["theirs_calls"] += 1
+
+    def timed(fn):  # fake durations: deltanet 2 ms, PyTorch 1 ms, 3x both once the load comes
+        fn()
+        slow = 3.0 if state["theirs_calls"] > 6 else 1.0  # from PyTorch's second block on
+        return (2.0 if fn is ours else 1.0) * slow
+
+    monkeypatch.setattr(harness, "_time", timed)
+    r = harness.compare("x", 1, ours, theirs, steps=20, warmup=0, block=5)
+    # blocks: deltanet 2, 2, 6, 6 and PyTorch 1, 3, 3, 3 -> pairs 2, 0.67, 2, 2
+    assert r.paired_ratio == pytest.approx(2.0)
+    assert r.ratio == pytest.approx(4.0 / 3.0)  # medians 4 and 3: the load fell unevenly

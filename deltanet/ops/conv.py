@@ -155,11 +155,10 @@ def conv_backward(
     δ for its input), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
     """
     cols, w, has_bias, geo, padded_shape, groups, chunked = cache
+    if chunked:  # the cache holds x, whose windows are laid out again chunk by chunk
+        return conv_chunked.backward(dy, cols, w, geo, padded_shape, input_grad, has_bias)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
     db = _bias_grad(dy) if has_bias else None
-    if chunked:  # the cache holds x, whose windows are laid out again chunk by chunk
-        dx, dw = conv_chunked.backward(dy, cols, w, geo, padded_shape, input_grad)
-        return dx, dw, db
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
     #      δcols = Wᵀ δy, scattered back onto the windows they came from (col2im), unpadded
     dyg = _to_gemm(dy, groups)

@@ -69,21 +69,30 @@ def max_pool3d_forward(xp, first, kernel, stride, dilation, y, arg, low):  # pra
 
 @njit
 def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no cover - numba
-    """``δxp[cell of arg[o]] += δy[o]`` for each output ``o``; ``dxp (M, D, H, W)`` zeroed."""
-    _, kh, kw = kernel
+    """``δxp[cell of arg[o]] += δy[o]`` for each output ``o``; ``dxp (M, D, H, W)`` zeroed.
+
+    A table turns each flat kernel offset into its displacement in the padded plane, so the
+    loop does no integer division (four per output made this kernel 3x slower).
+    """
+    kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
     m_, od_, oh_, ow_ = dy.shape
-    for m in range(m_):  # one (sample, channel) plane per iteration: no two write the same cell
+    _, d_, h_, w_ = dxp.shape
+    shift = np.empty(kd * kh * kw, dtype=np.int64)
+    for a in range(kd):
+        for b in range(kh):
+            for c in range(kw):
+                shift[(a * kh + b) * kw + c] = (a * dd * h_ + b * dh) * w_ + c * dw
+    src, at, dst = dy.ravel(), arg.ravel(), dxp.ravel()
+    q = 0
+    for m in range(m_):
         for od in range(od_):
             for oh in range(oh_):
+                row = ((m * d_ + od * sd) * h_ + oh * sh) * w_
                 for ow in range(ow_):
-                    f = arg[m, od, oh, ow]
-                    a, r = f // (kh * kw), f % (kh * kw)
-                    b, c = r // kw, r % kw
-                    dxp[m, od * sd + a * dd, oh * sh + b * dh, ow * sw + c * dw] += dy[
-                        m, od, oh, ow
-                    ]
+                    dst[row + ow * sw + shift[at[q]]] += src[q]
+                    q += 1
 
 
 @functools.cache
