@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deltanet import compiled
+
 _QUIET = {"under": "ignore"}  # underflow to 0 is exact here, see the module docstring
 
 
@@ -73,10 +75,29 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     return y, (y,)
 
 
+def _compiled_relu(dy: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the one-pass compiled kernel applies: large, float32/64, contiguous, same type."""
+    return (
+        dy.size >= 4096  # below that the call costs more than the passes it saves
+        and dy.dtype == y.dtype
+        and dy.dtype in (np.float32, np.float64)
+        and dy.shape == y.shape
+        and dy.flags.c_contiguous
+        and y.flags.c_contiguous
+        and compiled.enabled()
+    )
+
+
 def relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy 1[x > 0]``."""
     (y,) = cache
     dy = np.asarray(dy)
+    if _compiled_relu(dy, y):
+        from deltanet.ops import activation_kernels  # imports numba: only when it runs
+
+        dx = np.empty_like(y)
+        activation_kernels.relu_backward(dy, y, dx)
+        return (dx,)
     if dy.itemsize not in (1, 2, 4, 8):
         return (np.where(y > 0, dy, 0).astype(dy.dtype, copy=False),)
     # Keep dy's bits where y > 0 and clear them elsewhere: an AND with an all-ones/all-zeros

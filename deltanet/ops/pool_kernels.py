@@ -110,35 +110,47 @@ def max_pool_forward_for(kernel: tuple[int, int, int]):
 
     @njit(cache=False)
     def forward(xp, first, kernel, stride, dilation, y, arg, low):  # pragma: no cover - numba
+        # flat, unsigned indices: no wrap-around test for negative indices on every read
+        u = np.uint64
         zero = np.zeros(1, y.dtype)[0]
-        sd, sh, sw = stride
-        dd, dh, dw = dilation
+        sd, sh, sw = u(stride[0]), u(stride[1]), u(stride[2])
+        dd, dh, dw = u(dilation[0]), u(dilation[1]), u(dilation[2])
         m_, od_, oh_, ow_ = y.shape
+        _, d_, h_, w_ = xp.shape
+        d_, h_, w_ = u(d_), u(h_), u(w_)
+        src, first_, best_, arg_ = xp.ravel(), first.ravel(), y.ravel(), arg.ravel()
+        q = u(0)
         for m in range(m_):
+            plane = u(m) * d_
             for od in range(od_):
                 for oh in range(oh_):
+                    f = u((od * oh_ + oh) * ow_)
                     for ow in range(ow_):
-                        best, at, total = low, first[od, oh, ow], zero
+                        best, at, total = low, first_[f + u(ow)], zero
                         for a in range(kd_):
                             for b in range(kh_):
+                                row = (
+                                    (plane + u(od) * sd + u(a) * dd) * h_ + u(oh) * sh + u(b) * dh
+                                ) * w_
                                 for c in range(kw_):
-                                    i, j, k = od * sd + a * dd, oh * sh + b * dh, ow * sw + c * dw
-                                    v = xp[m, i, j, k]
+                                    v = src[row + u(ow) * sw + u(c) * dw]
                                     total += v  # NaN iff a NaN (or inf - inf) is in the window
                                     if v > best:
                                         best, at = v, (a * kh_ + b) * kw_ + c
                         if total != total:  # rare: rescan for the last NaN, as PyTorch
                             for a in range(kd_):
                                 for b in range(kh_):
+                                    row = (
+                                        (plane + u(od) * sd + u(a) * dd) * h_
+                                        + u(oh) * sh
+                                        + u(b) * dh
+                                    ) * w_
                                     for c in range(kw_):
-                                        i, j, k = (
-                                            od * sd + a * dd,
-                                            oh * sh + b * dh,
-                                            ow * sw + c * dw,
-                                        )
-                                        if xp[m, i, j, k] != xp[m, i, j, k]:
-                                            best, at = xp[m, i, j, k], (a * kh_ + b) * kw_ + c
-                        y[m, od, oh, ow] = best
-                        arg[m, od, oh, ow] = at
+                                        v = src[row + u(ow) * sw + u(c) * dw]
+                                        if v != v:
+                                            best, at = v, (a * kh_ + b) * kw_ + c
+                        best_[q] = best
+                        arg_[q] = at
+                        q += u(1)
 
     return forward

@@ -243,3 +243,22 @@ def test_relu_backward_non_contiguous_and_0d():
     np.testing.assert_array_equal(A.relu_backward(dy, cache)[0], np.where(x > 0, dy, 0))
     y0, cache0 = A.relu_forward(np.array(2.0))
     assert A.relu_backward(np.array(3.0), cache0)[0] == 3.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_backward_matches_numpy_bit_for_bit(monkeypatch, dtype):
+    """The numba kernel against the NumPy passes, NaN / inf / -0 included, large enough to run."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 3, 20, 20)).astype(dtype)
+    x.flat[:4] = [0.0, -0.0, np.inf, -np.inf]
+    y, cache = A.relu_forward(x)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy.flat[:6] = [np.nan, np.inf, -np.inf, -0.0, -0.0, np.nan]
+    monkeypatch.setenv("DELTANET_NUMBA", "1")
+    assert A._compiled_relu(dy, y)
+    (got,) = A.relu_backward(dy, cache)
+    monkeypatch.setenv("DELTANET_NUMBA", "0")
+    (ref,) = A.relu_backward(dy, cache)
+    assert got.dtype == ref.dtype == dtype
+    np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), ref.view(f"u{ref.itemsize}"))
