@@ -78,7 +78,9 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
 def _compiled_relu(dy: np.ndarray, y: np.ndarray) -> bool:
     """Whether the one-pass compiled kernel applies: large, float32/64, contiguous, same type."""
     return (
-        dy.size >= 4096  # below that the call costs more than the passes it saves
+        # large maps only: below 1 MB the NumPy passes stay in the cache and gain little, and a
+        # small network (an MLP) should not pay numba's import (about 0.5 s) for nothing
+        dy.size >= 1 << 18
         and dy.dtype == y.dtype
         and dy.dtype in (np.float32, np.float64)
         and dy.shape == y.shape

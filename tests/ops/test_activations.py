@@ -250,7 +250,7 @@ def test_compiled_relu_backward_matches_numpy_bit_for_bit(monkeypatch, dtype):
     """The numba kernel against the NumPy passes, NaN / inf / -0 included, large enough to run."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((8, 3, 20, 20)).astype(dtype)
+    x = rng.standard_normal((8, 3, 110, 110)).astype(dtype)
     x.flat[:4] = [0.0, -0.0, np.inf, -np.inf]
     y, cache = A.relu_forward(x)
     dy = rng.standard_normal(x.shape).astype(dtype)
