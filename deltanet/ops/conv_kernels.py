@@ -42,58 +42,53 @@ def _dims(shape):  # pragma: no cover - numba
 
 
 @njit
+def _walk(xp, cols, kernel, stride, dilation, out, adjoint):  # pragma: no cover - numba
+    """Visit every (window cell, column) pair once, in the order of ``cols``' memory.
+
+    ``cols[c, a, b, e, n, i, j, m]`` pairs with ``xp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw]``:
+    im2col copies along this walk, col2im (``adjoint``) adds back along the very same walk,
+    which is why col2im is the adjoint of im2col. The branch is loop-invariant: LLVM hoists it.
+    """
+    kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow = _geometry(kernel, stride, dilation, out)
+    n_, c_, d_, h_, w_ = _dims(xp.shape)
+    image, flat = xp.ravel(), cols.ravel()
+    q = np.uint64(0)
+    for c in range(c_):
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    for n in range(n_):
+                        plane = (n * c_ + c) * d_
+                        for i in range(od):
+                            row = (plane + i * sd + a * dd) * h_
+                            for j in range(oh):
+                                s0 = (row + j * sh + b * dh) * w_ + e * dw
+                                if adjoint and sw == 1:
+                                    for m in range(ow):
+                                        image[s0 + m] += flat[q + m]
+                                elif adjoint:
+                                    for m in range(ow):
+                                        image[s0 + m * sw] += flat[q + m]
+                                elif sw == 1:  # contiguous rows: a loop LLVM vectorises
+                                    for m in range(ow):
+                                        flat[q + m] = image[s0 + m]
+                                else:
+                                    for m in range(ow):
+                                        flat[q + m] = image[s0 + m * sw]
+                                q += ow
+
+
+@njit
 def im2col3d(xp, kernel, stride, dilation, out, cols):  # pragma: no cover - numba
     """``cols[c, a, b, e, n, i, j, m] = xp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw]``.
 
     ``xp (N, C, D, H, W)`` is the padded input, ``cols`` the (contiguous) output.
     """
-    kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow = _geometry(kernel, stride, dilation, out)
-    n_, c_, d_, h_, w_ = _dims(xp.shape)
-    src, dst = xp.ravel(), cols.ravel()
-    q = np.uint64(0)
-    for c in range(c_):
-        for a in range(kd):
-            for b in range(kh):
-                for e in range(kw):
-                    for n in range(n_):
-                        plane = (n * c_ + c) * d_
-                        for i in range(od):
-                            row = (plane + i * sd + a * dd) * h_
-                            for j in range(oh):
-                                s0 = (row + j * sh + b * dh) * w_ + e * dw
-                                if sw == 1:  # contiguous rows: a loop LLVM vectorises
-                                    for m in range(ow):
-                                        dst[q + m] = src[s0 + m]
-                                else:
-                                    for m in range(ow):
-                                        dst[q + m] = src[s0 + m * sw]
-                                q += ow
+    _walk(xp, cols, kernel, stride, dilation, out, False)
 
 
 @njit
 def col2im3d(dcols, stride, dilation, dxp):  # pragma: no cover - numba
     """``dxp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw] += dcols[c, a, b, e, n, i, j, m]``."""
-    c_, kd_, kh_, kw_, n_, od_, oh_, ow_ = dcols.shape
-    g = _geometry((kd_, kh_, kw_), stride, dilation, (od_, oh_, ow_))
-    kd, kh, kw, sd, sh, sw, dd, dh, dw, od, oh, ow = g
-    _, _, d_, h_, w_ = _dims(dxp.shape)
-    c_, n_ = np.uint64(c_), np.uint64(n_)
-    src, dst = dcols.ravel(), dxp.ravel()
-    q = np.uint64(0)
-    for c in range(c_):
-        for a in range(kd):
-            for b in range(kh):
-                for e in range(kw):
-                    for n in range(n_):
-                        plane = (n * c_ + c) * d_
-                        for i in range(od):
-                            row = (plane + i * sd + a * dd) * h_
-                            for j in range(oh):
-                                s0 = (row + j * sh + b * dh) * w_ + e * dw
-                                if sw == 1:
-                                    for m in range(ow):
-                                        dst[s0 + m] += src[q + m]
-                                else:
-                                    for m in range(ow):
-                                        dst[s0 + m * sw] += src[q + m]
-                                q += ow
+    _, kd, kh, kw, _, od, oh, ow = dcols.shape
+    _walk(dxp, dcols, (kd, kh, kw), stride, dilation, (od, oh, ow), True)
