@@ -25,6 +25,7 @@ import numpy as np
 
 from deltanet.ops import conv_chunked
 from deltanet.ops.im2col import col2im, im2col
+from deltanet.ops.thin_matmul import matmul_nt
 from deltanet.ops.window import Pads, as_tuple, output_size, resolve_padding, unpad
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
@@ -94,6 +95,8 @@ def _backward_data(
 
 def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
     """``∂L/∂W = δy · colsᵀ``: ``(G, C_out/G, N*P) @ (G, N*P, C_g*K)``, summed over batch and P."""
+    if dyg.shape[0] == 1:  # one group: often a small result from a long contraction
+        return matmul_nt(dyg[0], cols[0]).reshape(w_shape)
     return _bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet.ops.im2col import col2im, im2col
+from deltanet.ops.thin_matmul import matmul_nt
 from deltanet.ops.window import unpad
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]
@@ -96,7 +97,7 @@ def backward(
         dyw = np.ascontiguousarray(dyg[part].swapaxes(0, 1)).reshape(c_out, -1)  # (C_out, B*P)
         # ∂L/∂W = Σ_n δy[n] cols[n]ᵀ: the correlation of the input windows with δy, computed
         # transposed, cols δyᵀ: BLAS runs this shape 15-30% faster (C_out is small, B*P long)
-        dwt += cols @ dyw.T
+        dwt += matmul_nt(cols, dyw)
         if db is not None:  # ∂L/∂b = Σ δy over the batch and every position
             db += dyw.sum(axis=1)
         if dxp is not None:

@@ -92,3 +92,26 @@ def col2im3d(dcols, stride, dilation, dxp):  # pragma: no cover - numba
     """``dxp[n, c, i*sd + a*dd, j*sh + b*dh, m*sw + e*dw] += dcols[c, a, b, e, n, i, j, m]``."""
     _, kd, kh, kw, _, od, oh, ow = dcols.shape
     _walk(dxp, dcols, (kd, kh, kw), stride, dilation, (od, oh, ow), True)
+
+
+@njit(fastmath={"reassoc", "contract"})
+def matmul_nt(a, b, out):  # pragma: no cover - numba
+    """``out += a @ bᵀ`` for ``a (M, K)``, ``b (N, K)``: M*N dot products of length K.
+
+    The contraction runs in blocks of 2048 so that a block of ``a``'s row stays in L1 while it
+    meets the N rows of ``b``. Only reassociation and FMA contraction are allowed to LLVM (so
+    that it vectorises the sums); NaN and inf propagate as in any product.
+    """
+    m_, k_ = a.shape
+    n_ = b.shape[0]
+    zero = np.zeros(1, out.dtype)[0]
+    for k0 in range(0, k_, 2048):
+        k1 = min(k0 + 2048, k_)
+        for i in range(m_):
+            ai = a[i, k0:k1]
+            for j in range(n_):
+                bj = b[j, k0:k1]
+                acc = zero
+                for k in range(k1 - k0):
+                    acc += ai[k] * bj[k]
+                out[i, j] += acc

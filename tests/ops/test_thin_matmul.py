@@ -1,0 +1,49 @@
+"""``thin_matmul.matmul_nt``: the compiled dot products against ``a @ b.T``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deltanet.ops import thin_matmul
+
+
+@pytest.fixture
+def numba_on(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setenv("DELTANET_NUMBA", "1")
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("m, n, k", [(6, 25, 5000), (1, 1, 4096), (16, 16, 9001)])
+def test_compiled_dot_products_match_blas(numba_on, m, n, k, dtype, tol):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((n, k)).astype(dtype)
+    got = thin_matmul.matmul_nt(a, b)
+    ref = a @ b.T
+    assert got.dtype == dtype and got.shape == (m, n)
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.sqrt(k))
+
+
+def test_nan_and_inf_propagate(numba_on):
+    a = np.ones((2, 5000), np.float32)
+    b = np.ones((3, 5000), np.float32)
+    a[0, 4321] = np.nan
+    b[2, 17] = np.inf
+    got = thin_matmul.matmul_nt(a, b)
+    np.testing.assert_array_equal(got, a @ b.T)  # NaN row 0, inf in column 2 of row 1
+
+
+def test_large_results_and_short_contractions_stay_with_blas(numba_on, monkeypatch):
+    from deltanet.ops import conv_kernels
+
+    calls = []
+    monkeypatch.setattr(conv_kernels, "matmul_nt", lambda *args: calls.append(args))
+    rng = np.random.default_rng(1)
+    for m, n, k in [(20, 20, 5000), (4, 4, 100)]:
+        a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k))
+        np.testing.assert_allclose(thin_matmul.matmul_nt(a, b), a @ b.T)
+    a = rng.standard_normal((3, 5000))
+    np.testing.assert_allclose(thin_matmul.matmul_nt(a, a[:, ::-1]), a @ a[:, ::-1].T)
+    assert calls == []  # neither a large result, a short contraction nor a strided operand
