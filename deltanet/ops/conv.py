@@ -73,9 +73,13 @@ def _apply(
     """
     g = cols.shape[0]
     y = _bmm(w.reshape(g, w.shape[0] // g, -1), cols)  # (G, C_out/G, N*P)
-    if b is not None:
-        y += b.reshape(g, -1, 1)
-    return _from_gemm(y, n, out)
+    if b is None:
+        return _from_gemm(y, n, out)
+    # the bias rides along with the transposing copy: one pass over y instead of two
+    yt = y.reshape(w.shape[0], n, -1).swapaxes(0, 1)  # (N, C_out, P), a view
+    res = np.empty(yt.shape, dtype=y.dtype)  # C order (np.add alone would keep yt's order)
+    np.add(yt, b[:, None], out=res)
+    return res.reshape(n, w.shape[0], *out)
 
 
 def _backward_data(

@@ -62,10 +62,11 @@ def forward(
     buf = np.empty(w2.shape[1] * (parts[0].stop - parts[0].start) * p, dtype=x.dtype)
     for part in parts:
         cols = im2col(x[part], geo, out, buf)
-        yw = (w2 @ cols).reshape(c_out, -1, p)  # (C_out, B, P), still in the cache
-        if b is not None:
-            yw += b[:, None, None]
-        np.copyto(y[part], yw.swapaxes(0, 1))
+        yw = (w2 @ cols).reshape(c_out, -1, p).swapaxes(0, 1)  # (B, C_out, P), in the cache
+        if b is None:
+            np.copyto(y[part], yw)
+        else:  # the bias rides along with the copy: one pass over y instead of two
+            np.add(yw, b[:, None], out=y[part])
     return y.reshape(n, c_out, *out)
 
 
