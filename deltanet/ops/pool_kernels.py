@@ -68,22 +68,29 @@ def max_pool3d_forward(xp, first, kernel, stride, dilation, y, arg, low):  # pra
 
 
 @njit
+def _cell_offsets(kernel, dilation, h_, w_):  # pragma: no cover - numba
+    """Flat displacement of each window cell (in flat kernel order) from the window's corner."""
+    kd, kh, kw = kernel
+    dd, dh, dw = dilation
+    shift = np.empty(kd * kh * kw, dtype=np.uint64)
+    for a in range(kd):
+        for b in range(kh):
+            for c in range(kw):
+                shift[(a * kh + b) * kw + c] = (a * dd * h_ + b * dh) * w_ + c * dw
+    return shift
+
+
+@njit
 def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no cover - numba
     """``δxp[cell of arg[o]] += δy[o]`` for each output ``o``; ``dxp (M, D, H, W)`` zeroed.
 
     A table turns each flat kernel offset into its displacement in the padded plane, so the
     loop does no integer division (four per output made this kernel 3x slower).
     """
-    kd, kh, kw = kernel
     sd, sh, sw = stride
-    dd, dh, dw = dilation
     m_, od_, oh_, ow_ = dy.shape
     _, d_, h_, w_ = dxp.shape
-    shift = np.empty(kd * kh * kw, dtype=np.int64)
-    for a in range(kd):
-        for b in range(kh):
-            for c in range(kw):
-                shift[(a * kh + b) * kw + c] = (a * dd * h_ + b * dh) * w_ + c * dw
+    shift = _cell_offsets(kernel, dilation, h_, w_)
     src, at, dst = dy.ravel(), arg.ravel(), dxp.ravel()
     q = 0
     for m in range(m_):
@@ -91,7 +98,7 @@ def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no c
             for oh in range(oh_):
                 row = ((m * d_ + od * sd) * h_ + oh * sh) * w_
                 for ow in range(ow_):
-                    dst[row + ow * sw + shift[at[q]]] += src[q]
+                    dst[np.uint64(row + ow * sw) + shift[at[q]]] += src[q]
                     q += 1
 
 
@@ -114,10 +121,11 @@ def max_pool_forward_for(kernel: tuple[int, int, int]):
         u = np.uint64
         zero = np.zeros(1, y.dtype)[0]
         sd, sh, sw = u(stride[0]), u(stride[1]), u(stride[2])
-        dd, dh, dw = u(dilation[0]), u(dilation[1]), u(dilation[2])
         m_, od_, oh_, ow_ = y.shape
         _, d_, h_, w_ = xp.shape
         d_, h_, w_ = u(d_), u(h_), u(w_)
+        shift = _cell_offsets(kernel, dilation, h_, w_)
+        cells = kd_ * kh_ * kw_
         src, first_, best_, arg_ = xp.ravel(), first.ravel(), y.ravel(), arg.ravel()
         q = u(0)
         for m in range(m_):
@@ -125,30 +133,20 @@ def max_pool_forward_for(kernel: tuple[int, int, int]):
             for od in range(od_):
                 for oh in range(oh_):
                     f = u((od * oh_ + oh) * ow_)
+                    row = ((plane + u(od) * sd) * h_ + u(oh) * sh) * w_
                     for ow in range(ow_):
+                        corner = row + u(ow) * sw
                         best, at, total = low, first_[f + u(ow)], zero
-                        for a in range(kd_):
-                            for b in range(kh_):
-                                row = (
-                                    (plane + u(od) * sd + u(a) * dd) * h_ + u(oh) * sh + u(b) * dh
-                                ) * w_
-                                for c in range(kw_):
-                                    v = src[row + u(ow) * sw + u(c) * dw]
-                                    total += v  # NaN iff a NaN (or inf - inf) is in the window
-                                    if v > best:
-                                        best, at = v, (a * kh_ + b) * kw_ + c
+                        for cell in range(cells):
+                            v = src[corner + shift[cell]]
+                            total += v  # NaN iff a NaN (or inf - inf) is in the window
+                            if v > best:
+                                best, at = v, cell
                         if total != total:  # rare: rescan for the last NaN, as PyTorch
-                            for a in range(kd_):
-                                for b in range(kh_):
-                                    row = (
-                                        (plane + u(od) * sd + u(a) * dd) * h_
-                                        + u(oh) * sh
-                                        + u(b) * dh
-                                    ) * w_
-                                    for c in range(kw_):
-                                        v = src[row + u(ow) * sw + u(c) * dw]
-                                        if v != v:
-                                            best, at = v, (a * kh_ + b) * kw_ + c
+                            for cell in range(cells):
+                                v = src[corner + shift[cell]]
+                                if v != v:
+                                    best, at = v, cell
                         best_[q] = best
                         arg_[q] = at
                         q += u(1)
