@@ -24,12 +24,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet.ops import conv_chunked
-from deltanet.ops.im2col import col2im, im2col
+from deltanet.ops.im2col import Geometry, col2im, im2col
 from deltanet.ops.thin_matmul import matmul_nt
-from deltanet.ops.window import Pads, as_tuple, output_size, resolve_padding, unpad
-
-Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
-
+from deltanet.ops.window import as_tuple, output_size, resolve_padding, unpad
 
 # --- the shared GEMM steps -------------------------------------------------------------------
 

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet import compiled
-from deltanet.ops.window import pad, sliding_windows
+from deltanet.ops.window import Pads, pad, sliding_windows
 
-Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...]]
+Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
 
 
 def _lift(t: Sequence[int]) -> tuple[int, ...]:
