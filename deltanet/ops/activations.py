@@ -71,21 +71,28 @@ def tanh_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``y = max(x, 0)``, any shape; the cache is the output (y > 0 exactly where x > 0)."""
-    y = np.maximum(x, 0)
+    if _compiled_relu(x, x):
+        from deltanet.ops import activation_kernels  # imports numba: only when it runs
+
+        y = np.empty_like(x)
+        activation_kernels.relu_forward(x, y)
+    else:
+        y = np.maximum(x, 0)
     return y, (y,)
 
 
-def _compiled_relu(dy: np.ndarray, y: np.ndarray) -> bool:
-    """Whether the one-pass compiled kernel applies: large, float32/64, contiguous, same type."""
+def _compiled_relu(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the one-pass compiled kernels apply to ``a`` and ``b``: large, float32/64,
+    contiguous, of one shape and type."""
     return (
         # large maps only: below 1 MB the NumPy passes stay in the cache and gain little, and a
         # small network (an MLP) should not pay numba's import (about 0.5 s) for nothing
-        dy.size >= 1 << 18
-        and dy.dtype == y.dtype
-        and dy.dtype in (np.float32, np.float64)
-        and dy.shape == y.shape
-        and dy.flags.c_contiguous
-        and y.flags.c_contiguous
+        a.size >= 1 << 18
+        and a.dtype == b.dtype
+        and a.dtype in (np.float32, np.float64)
+        and a.shape == b.shape
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
         and compiled.enabled()
     )
 

@@ -2,10 +2,11 @@
 
 ``∂L/∂W = δy colsᵀ`` contracts over every position of every sample (tens of thousands) into a
 small matrix: ``C_out x C*K`` is 6 x 25 for LeNet's first convolution. OpenBLAS splits such a
-product badly between its two threads: 0.9 ms where one core's dot products take 0.57 ms for
-LeNet's first convolution at 53 samples, and 8-12 ms instead of 0.9 when the other core is busy,
-as the two threads wait on each other. With numba installed these products run as plain dot
-products on one core (``conv_kernels.matmul_nt``); otherwise, and for larger results, BLAS.
+product badly between its two threads: 0.8-0.9 ms where one core's register-blocked dot products
+take 0.24-0.29 ms for LeNet's first convolution at 53 samples, and 8-12 ms instead of 0.9 when the
+other core is busy, as the two threads wait on each other. With numba installed these products
+run as dot products on one core (``conv_kernels.matmul_nt``); otherwise, and for larger
+results, BLAS.
 """
 
 from __future__ import annotations

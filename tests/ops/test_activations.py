@@ -262,3 +262,21 @@ def test_compiled_relu_backward_matches_numpy_bit_for_bit(monkeypatch, dtype):
     (ref,) = A.relu_backward(dy, cache)
     assert got.dtype == ref.dtype == dtype
     np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), ref.view(f"u{ref.itemsize}"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_forward_matches_numpy_maximum_bit_for_bit(monkeypatch, dtype):
+    """NaN (with its payload), ±inf, ±0 and denormals: the kernel gives np.maximum's bits."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 3, 110, 110)).astype(dtype)
+    tiny = np.finfo(dtype).smallest_subnormal
+    x.flat[:8] = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, tiny, -tiny]
+    monkeypatch.setenv("DELTANET_NUMBA", "1")
+    assert A._compiled_relu(x, x)
+    got, (cached,) = A.relu_forward(x)
+    assert cached is got
+    monkeypatch.setenv("DELTANET_NUMBA", "0")
+    ref, _ = A.relu_forward(x)
+    assert got.dtype == ref.dtype == dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), ref.view(f"u{ref.itemsize}"))

@@ -15,7 +15,9 @@ def numba_on(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
-@pytest.mark.parametrize("m, n, k", [(6, 25, 5000), (1, 1, 4096), (16, 16, 9001)])
+@pytest.mark.parametrize(
+    "m, n, k", [(6, 25, 5000), (1, 1, 4096), (16, 16, 9001), (7, 5, 4100), (2, 4, 6000)]
+)
 def test_compiled_dot_products_match_blas(numba_on, m, n, k, dtype, tol):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(dtype)
