@@ -3,7 +3,7 @@
 ``conv.py`` lays the windows of the whole batch out as one wide matrix ``cols (C*K, N*P)`` and
 keeps it for the backward pass: K copies of the input (9 for a 3x3 kernel, 25 for 5x5), written
 to memory and read back three times. Here the batch goes through in chunks of ``B`` samples
-whose windows fit in about 4 MB, so they are written and read back while they are still in the
+whose windows fit in about 2 MB, so they are written and read back while they are still in the
 cache, and they are not kept: the backward pass lays them out again from ``x`` (a copy in the
 cache is cheaper than the memory traffic of keeping K copies of the input, and the peak memory
 drops by as much). For one chunk, with ``cols (C*K, B*P)`` and ``δy`` as ``(C_out, B*P)``:
@@ -15,9 +15,11 @@ drops by as much). For one chunk, with ``cols (C*K, B*P)`` and ``δy`` as ``(C_o
 The window copies and the scatter-add are ``im2col`` and ``col2im`` (``im2col.py``). ``conv.py``
 picks this path by shape (``use_chunked``); both give the same numbers up to the order of float
 additions, and the tests compare them. The chunk size was measured, not derived: 8 MB chunks
-ran LeNet-5's second convolution at batch 256 about 30% slower than 4 MB ones, and a VGG
-block 8% slower with two 2.4 MB samples per chunk than with one, although its GEMMs alone run
-faster wider (the L3 cache here is shared with other machines).
+ran LeNet-5's second convolution at batch 256 about 30% slower than 4 MB ones, 2 MB chunks
+trained LeNet-5 at batch 256 1-11% faster than 4 MB ones and a Conv3D net 1-9% faster, 512 KB
+chunks 20% slower (a Python loop and narrower GEMMs), and a VGG block ran 8% slower with two
+2.4 MB samples per chunk than with one, although its GEMMs alone run faster wider. The L3 cache
+here is shared with other machines: the smaller the chunk, the less their traffic evicts it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from deltanet.ops.im2col import Geometry, col2im, im2col
 from deltanet.ops.thin_matmul import matmul_nt
 from deltanet.ops.window import unpad
 
-_CHUNK = 1 << 20  # elements of cols per chunk: 4 MB of float32, well inside a shared L3
+_CHUNK = 1 << 19  # elements of cols per chunk: 2 MB of float32, well inside a shared L3
+_CHUNKED_FROM = 1 << 21  # elements of windows (8 MB of float32) from which chunks pay off
 
 
 def use_chunked(x_shape: Sequence[int], w_shape: Sequence[int], out: Sequence[int]) -> bool:
@@ -41,7 +44,7 @@ def use_chunked(x_shape: Sequence[int], w_shape: Sequence[int], out: Sequence[in
     from chunking and pay a Python loop; large ones (LeNet's 15 MB, a VGG block's 75 MB) spend
     more time writing windows to memory than multiplying them.
     """
-    return x_shape[0] * math.prod(w_shape[1:]) * math.prod(out) > 2 * _CHUNK
+    return x_shape[0] * math.prod(w_shape[1:]) * math.prod(out) > _CHUNKED_FROM
 
 
 def _chunks(n: int, ck: int, p: int, dtype: np.dtype) -> tuple[list[slice], np.ndarray]:
