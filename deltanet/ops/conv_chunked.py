@@ -90,19 +90,21 @@ def backward(
     dyg = dy.reshape(n, c_out, p)
     w2 = w.reshape(c_out, -1)
     dwt = np.zeros(w2.shape[::-1], dtype=dy.dtype)  # (∂L/∂W)ᵀ: see the loop
-    db = np.zeros(c_out, dtype=dy.dtype) if bias else None
     dxp = np.zeros(x_padded, dtype=dy.dtype) if input_grad else None
     parts, buf = _chunks(n, w2.shape[1], p, x.dtype)
     for part in parts:
         cols = im2col(x[part], geo, out, buf)  # (C*K, B*P), laid out again from x
-        dyw = np.ascontiguousarray(dyg[part].swapaxes(0, 1)).reshape(c_out, -1)  # (C_out, B*P)
+        dyw = dyg[part]  # (B, C_out, P), sample-major
+        if dxp is not None:  # the GEMMs want δy as (C_out, B*P)
+            dyw = np.ascontiguousarray(dyw.swapaxes(0, 1)).reshape(c_out, -1)
         # ∂L/∂W = Σ_n δy[n] cols[n]ᵀ: the correlation of the input windows with δy, computed
         # transposed, cols δyᵀ: 15-30% faster in BLAS, and compiled dot products when small
+        # (which read a first layer's sample-major δy in place, with no transposed copy)
         dwt += matmul_nt(cols, dyw)
-        if db is not None:  # ∂L/∂b = Σ δy over the batch and every position
-            db += dyw.sum(axis=1)
         if dxp is not None:
             # δcols = Wᵀ δy, scattered back onto the windows they came from
             col2im(w2.T @ dyw, geo, out, dxp[part])
+    # ∂L/∂b = Σ δy over the batch and every position
+    db = dyg.sum(axis=(0, 2)) if bias else None
     dw = np.ascontiguousarray(dwt.T).reshape(w.shape)
     return (None if dxp is None else unpad(dxp, geo[3])), dw, db

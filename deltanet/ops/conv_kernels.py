@@ -96,40 +96,45 @@ def col2im3d(dcols, stride, dilation, dxp):  # pragma: no cover - numba
 
 @njit(fastmath={"reassoc", "contract"})
 def matmul_nt(a, b, out):  # pragma: no cover - numba
-    """``out += a @ bᵀ`` for ``a (M, K)``, ``b (N, K)``: M*N dot products of length K.
+    """``out += a @ bᵀ`` for ``a (M, S*P)`` and ``b (S, N, P)``: M*N dot products of length S*P.
+
+    ``b`` is sample-major, as a layer holds δy (batch, channels, positions), and ``a``'s columns
+    run over (sample, position) in the same order; a plain ``(N, K)`` matrix is ``S = 1``.
 
     The dot products run three rows of ``a`` against three rows of ``b`` at a time: nine sums in
     registers fed by six loads per step, where one dot product at a time needs two loads per
     multiply-add (loads, not arithmetic, bound this loop): 0.24-0.29 ms against 0.58-0.63 for
     LeNet's 6 x 25 weight gradient over 53 samples. At the ragged edge a block repeats the last
     row (the index is clamped) and writes only the cells it owns. The contraction runs in blocks
-    of 2048 so that the six rows stay in L1. Only reassociation and FMA contraction are allowed
-    to LLVM (so that it vectorises the sums); NaN and inf propagate as in any product.
+    of at most 2048 so that the six rows stay in L1. Only reassociation and FMA contraction are
+    allowed to LLVM (so that it vectorises the sums); NaN and inf propagate as in any product.
     """
-    m_, k_ = a.shape
-    n_ = b.shape[0]
+    m_ = a.shape[0]
+    s_, n_, p_ = b.shape
     zero = np.zeros(1, out.dtype)[0]
-    for k0 in range(0, k_, 2048):
-        k1 = min(k0 + 2048, k_)
-        for i in range(0, m_, 3):
-            i1, i2 = min(i + 1, m_ - 1), min(i + 2, m_ - 1)
-            a0, a1, a2 = a[i, k0:k1], a[i1, k0:k1], a[i2, k0:k1]
-            for j in range(0, n_, 3):
-                j1, j2 = min(j + 1, n_ - 1), min(j + 2, n_ - 1)
-                b0, b1, b2 = b[j, k0:k1], b[j1, k0:k1], b[j2, k0:k1]
-                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
-                for k in range(k1 - k0):
-                    u, v, w, p, q, r = a0[k], a1[k], a2[k], b0[k], b1[k], b2[k]
-                    s00 += u * p
-                    s01 += u * q
-                    s02 += u * r
-                    s10 += v * p
-                    s11 += v * q
-                    s12 += v * r
-                    s20 += w * p
-                    s21 += w * q
-                    s22 += w * r
-                sums = ((s00, s01, s02), (s10, s11, s12), (s20, s21, s22))
-                for di in range(min(3, m_ - i)):
-                    for dj in range(min(3, n_ - j)):
-                        out[i + di, j + dj] += sums[di][dj]
+    for s in range(s_):
+        for p0 in range(0, p_, 2048):
+            p1 = min(p0 + 2048, p_)
+            k0, k1 = s * p_ + p0, s * p_ + p1  # the same stretch in a's columns
+            for i in range(0, m_, 3):
+                i1, i2 = min(i + 1, m_ - 1), min(i + 2, m_ - 1)
+                a0, a1, a2 = a[i, k0:k1], a[i1, k0:k1], a[i2, k0:k1]
+                for j in range(0, n_, 3):
+                    j1, j2 = min(j + 1, n_ - 1), min(j + 2, n_ - 1)
+                    b0, b1, b2 = b[s, j, p0:p1], b[s, j1, p0:p1], b[s, j2, p0:p1]
+                    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+                    for k in range(p1 - p0):
+                        u, v, w, p, q, r = a0[k], a1[k], a2[k], b0[k], b1[k], b2[k]
+                        s00 += u * p
+                        s01 += u * q
+                        s02 += u * r
+                        s10 += v * p
+                        s11 += v * q
+                        s12 += v * r
+                        s20 += w * p
+                        s21 += w * q
+                        s22 += w * r
+                    sums = ((s00, s01, s02), (s10, s11, s12), (s20, s21, s22))
+                    for di in range(min(3, m_ - i)):
+                        for dj in range(min(3, n_ - j)):
+                            out[i + di, j + dj] += sums[di][dj]

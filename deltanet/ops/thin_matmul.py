@@ -20,10 +20,19 @@ _MIN_K = 4096  # contraction length from which they do
 
 
 def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b.T`` for ``a (M, K)`` and ``b (N, K)`` -> ``(M, N)``."""
+    """``a @ b.T`` for ``a (M, K)`` and ``b (N, K)`` -> ``(M, N)``.
+
+    ``b`` may also be sample-major, ``(S, N, P)`` with ``K = S*P``, contracted over (sample,
+    position) as ``a``'s columns run: δy as a layer holds it, so that the weight gradient of a
+    first layer needs no transposed copy of δy (the dot products read it in place).
+    """
     m, k = a.shape
+    b3 = b if b.ndim == 3 else b.reshape(1, *b.shape)
+    n = b3.shape[1]
+    if b3.shape[0] * b3.shape[2] != k:
+        raise ValueError(f"matmul_nt: a is {a.shape}, b is {b.shape}: contraction lengths differ.")
     if (
-        m * b.shape[0] <= _MAX_OUT
+        m * n <= _MAX_OUT
         and k >= _MIN_K
         and a.dtype == b.dtype
         and a.dtype in (np.float32, np.float64)
@@ -33,7 +42,7 @@ def matmul_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ):
         from deltanet.ops import conv_kernels  # imports numba: only once compiled kernels run
 
-        out = np.zeros((m, b.shape[0]), dtype=a.dtype)
-        conv_kernels.matmul_nt(a, b, out)
+        out = np.zeros((m, n), dtype=a.dtype)
+        conv_kernels.matmul_nt(a, b3, out)
         return out
-    return a @ b.T
+    return a @ b3.transpose(1, 0, 2).reshape(n, k).T

@@ -51,3 +51,27 @@ def test_large_results_and_short_contractions_stay_with_blas(numba_on, monkeypat
     a = rng.standard_normal((3, 5000))
     np.testing.assert_allclose(thin_matmul.matmul_nt(a, a[:, ::-1]), a @ a[:, ::-1].T)
     assert calls == []  # neither a large result, a short contraction nor a strided operand
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("s, n, p", [(53, 6, 784), (3, 4, 2500), (7, 1, 700)])
+def test_sample_major_b_is_read_in_place(numba_on, s, n, p, dtype, tol):
+    """``b (S, N, P)``, as a layer holds δy: the same product as its (N, S*P) transposed copy."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((25, s * p)).astype(dtype)
+    b = rng.standard_normal((s, n, p)).astype(dtype)
+    ref = a @ np.ascontiguousarray(b.transpose(1, 0, 2)).reshape(n, -1).T
+    got = thin_matmul.matmul_nt(a, b)
+    assert got.dtype == dtype and got.shape == (25, n)
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * np.sqrt(s * p))
+
+
+def test_sample_major_b_without_numba_and_mismatched_lengths(monkeypatch):
+    monkeypatch.setenv("DELTANET_NUMBA", "0")
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((4, 3 * 5000)), rng.standard_normal((3, 2, 5000))
+    np.testing.assert_allclose(
+        thin_matmul.matmul_nt(a, b), a @ b.transpose(1, 0, 2).reshape(2, -1).T
+    )
+    with pytest.raises(ValueError, match=r"matmul_nt: a is \(4, 15000\), b is \(3, 2, 4999\)"):
+        thin_matmul.matmul_nt(a, b[..., 1:])
