@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet.ops import conv_chunked
+from deltanet.ops.conv_chunked import bias_grad
 from deltanet.ops.im2col import Geometry, col2im, im2col
 from deltanet.ops.thin_matmul import matmul_nt
 from deltanet.ops.window import as_tuple, output_size, resolve_padding, unpad
@@ -101,11 +102,6 @@ def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> n
     return _bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 
-def _bias_grad(dy: np.ndarray) -> np.ndarray:
-    """``∂L/∂b = Σ δy`` over the batch and every position (b is added to each of them)."""
-    return dy.sum(axis=(0, *range(2, dy.ndim)))
-
-
 # --- convolution -----------------------------------------------------------------------------
 
 
@@ -162,7 +158,7 @@ def conv_backward(
     if chunked:  # the cache holds x, whose windows are laid out again chunk by chunk
         return conv_chunked.backward(dy, cols, w, geo, padded_shape, input_grad, has_bias)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
-    db = _bias_grad(dy) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
     #      δcols = Wᵀ δy, scattered back onto the windows they came from (col2im), unpadded
     dyg = _to_gemm(dy, groups)
@@ -241,5 +237,5 @@ def conv_transpose_backward(
     # ∂L/∂w: A's weight gradient with the roles swapped: x plays δy, δy plays A's input
     dw = _weight_grad(xg, cols, w.shape)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
-    db = _bias_grad(dy) if has_bias else None
+    db = bias_grad(dy) if has_bias else None
     return dx, dw, db
