@@ -96,9 +96,14 @@ def _backward_data(
 
 
 def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
-    """``∂L/∂W = δy · colsᵀ``: ``(G, C_out/G, N*P) @ (G, N*P, C_g*K)``, summed over batch and P."""
-    if dyg.shape[0] == 1:  # one group: often a small result from a long contraction
-        return matmul_nt(dyg[0], cols[0]).reshape(w_shape)
+    """``∂L/∂W = δy · colsᵀ``: ``(G, C_out/G, N*P) @ (G, N*P, C_g*K)``, summed over batch and P.
+
+    With one group ``dyg`` may also be δy as the layer holds it, ``(N, C_out, P)``.
+    """
+    if cols.shape[0] == 1:  # one group: often a small result from a long contraction
+        # computed transposed, cols δyᵀ (faster in BLAS); the compiled dot products read a
+        # sample-major δy in place
+        return matmul_nt(cols[0], dyg).T.reshape(w_shape)
     return _bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 
@@ -161,8 +166,14 @@ def conv_backward(
     db = bias_grad(dy) if has_bias else None
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
     #      δcols = Wᵀ δy, scattered back onto the windows they came from (col2im), unpadded
-    dyg = _to_gemm(dy, groups)
-    dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:]) if input_grad else None
+    dx = None
+    if input_grad:
+        dyg = _to_gemm(dy, groups)
+        dx = _backward_data(dyg, w, geo, padded_shape, dy.shape[2:])
+    elif groups == 1:  # a first layer: the weight gradient reads δy in place, no GEMM layout
+        dyg = dy.reshape(*dy.shape[:2], -1)
+    else:
+        dyg = _to_gemm(dy, groups)
     # ∂L/∂w = x ⋆ δy: the correlation of the input windows with δy, i.e. δy · colsᵀ
     dw = _weight_grad(dyg, cols, w.shape)
     return dx, dw, db
