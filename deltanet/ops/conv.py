@@ -9,7 +9,9 @@ computed as a GEMM: one copy lays the windows of the padded input out as ``cols`
 ``cols``, with the groups as the batch dimension of the matmul, so grouped and depthwise
 convolutions run without a Python loop over groups or channels. Layers whose windows would take
 more than a few MB (``groups == 1``) go through the same steps a chunk of the batch at a time,
-so the windows stay in the cache (``conv_chunked.py``).
+so the windows stay in the cache (``conv_chunked.py``), and layers with few taps (a first layer)
+skip the windows and the GEMM: direct loops over the input (``conv_direct.py``). The GEMM path
+is the reference; the tests compare the other two with it and with naive loops.
 
 The transposed convolution is the adjoint of the convolution: its forward pass is the
 convolution's backward pass with respect to the input, and its backward pass for the input is a
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deltanet.ops import conv_chunked
+from deltanet.ops import conv_chunked, conv_direct
 from deltanet.ops.conv_chunked import bias_grad
 from deltanet.ops.im2col import Geometry, col2im, im2col
 from deltanet.ops.thin_matmul import matmul_nt
@@ -140,15 +142,20 @@ def conv_forward(
             f"(dilated kernel size {tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))})."
         )
     geo = (kernel, stride, dilation, pads)
-    chunked = groups == 1 and conv_chunked.use_chunked(x.shape, w.shape, out)
-    if chunked:
+    # three ways to the same numbers, picked by shape: "direct", "chunked" or "gemm"
+    if conv_direct.use_direct(x, w, geo, out, groups):
+        path = "direct"
+        y, cols = conv_direct.forward(x, w, b, geo, out)  # cols: the padded input
+    elif groups == 1 and conv_chunked.use_chunked(x.shape, w.shape, out):
+        path = "chunked"
         cols = x  # the windows are laid out again, chunk by chunk, in the backward pass
         y = conv_chunked.forward(x, w, b, geo, out)
     else:
+        path = "gemm"
         cols = _im2col(x, geo, out, groups)  # (G, C_g*K, N*P): one GEMM per group
         y = _apply(w, cols, b, x.shape[0], out)
     padded_shape = (*x.shape[:2], *(s + lo + hi for s, (lo, hi) in zip(spatial, pads)))
-    return y, (cols, w, b is not None, geo, padded_shape, groups, chunked)
+    return y, (cols, w, b is not None, geo, padded_shape, groups, path)
 
 
 def conv_backward(
@@ -159,8 +166,14 @@ def conv_backward(
     -> dx: (N, C_in, *in) (None when not ``input_grad``: the first layer of a network needs no
     δ for its input), dw: (C_out, C_in/groups, *k), db: (C_out,) or None.
     """
-    cols, w, has_bias, geo, padded_shape, groups, chunked = cache
-    if chunked:  # the cache holds x, whose windows are laid out again chunk by chunk
+    cols, w, has_bias, geo, padded_shape, groups, path = cache
+    if path == "direct":  # the cache holds the padded input
+        dw = None if input_grad else conv_direct.weight_grad(dy, cols, geo)
+        if dw is not None:
+            return None, dw, bias_grad(dy) if has_bias else None
+        # δx (or an input with inf or NaN): the chunked steps, which lay the windows out again
+        cols, path = unpad(cols, geo[3]), "chunked"
+    if path == "chunked":  # the cache holds x, whose windows are laid out again chunk by chunk
         return conv_chunked.backward(dy, cols, w, geo, padded_shape, input_grad, has_bias)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
     db = bias_grad(dy) if has_bias else None

@@ -22,14 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet import compiled
-from deltanet.ops.window import Pads, pad, sliding_windows
+from deltanet.ops.window import Pads, lift3d, pad, sliding_windows
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]  # kernel, s, d, pads
-
-
-def _lift(t: Sequence[int]) -> tuple[int, ...]:
-    """A 1-D or 2-D geometry as 3-D (the compiled kernels are written once, for 3-D)."""
-    return (1,) * (3 - len(t)) + tuple(t)
 
 
 def im2col(
@@ -50,10 +45,10 @@ def im2col(
     if compiled.enabled():
         from deltanet.ops import conv_kernels  # imports numba: only once compiled kernels run
 
-        lifted = (n, c, *_lift(xp.shape[2:]))
+        lifted = (n, c, *lift3d(xp.shape[2:]))
         conv_kernels.im2col3d(
-            xp.reshape(lifted), _lift(kernel), _lift(stride), _lift(dilation), _lift(out),
-            cols.reshape(c, *_lift(kernel), n, *_lift(out)),
+            xp.reshape(lifted), lift3d(kernel), lift3d(stride), lift3d(dilation), lift3d(out),
+            cols.reshape(c, *lift3d(kernel), n, *lift3d(out)),
         )  # fmt: skip
     else:
         win = sliding_windows(xp, kernel, stride, dilation, out)  # (B, C, *out, *k) view
@@ -76,8 +71,8 @@ def col2im(dcols: np.ndarray, geo: Geometry, out: Sequence[int], dxp: np.ndarray
         from deltanet.ops import conv_kernels
 
         conv_kernels.col2im3d(
-            dcols.reshape(c, *_lift(kernel), n, *_lift(out)), _lift(stride), _lift(dilation),
-            dxp.reshape(n, c, *_lift(dxp.shape[2:])),
+            dcols.reshape(c, *lift3d(kernel), n, *lift3d(out)), lift3d(stride), lift3d(dilation),
+            dxp.reshape(n, c, *lift3d(dxp.shape[2:])),
         )  # fmt: skip
         return
     for k in itertools.product(*map(range, kernel)):

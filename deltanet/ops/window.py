@@ -107,6 +107,11 @@ def resolve_padding(
     return pairs
 
 
+def lift3d(t: Sequence[int]) -> tuple[int, ...]:
+    """A 1-D or 2-D geometry as 3-D, leading sizes 1 (the compiled kernels are written for 3-D)."""
+    return (1,) * (3 - len(t)) + tuple(t)
+
+
 def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     """Pad the trailing ``len(pads)`` axes of ``x``; ``x`` itself when there is nothing to pad."""
     if not any(lo or hi for lo, hi in pads):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deltanet.ops import conv_chunked
+from deltanet.ops import conv_chunked, conv_direct
 from deltanet.ops.conv import conv_backward, conv_forward
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.ops.test_conv import assert_close, make, naive_conv
@@ -42,6 +42,7 @@ def _out(x, w, stride, padding, dilation):
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     """Every case on the chunked path, in chunks of two or three samples."""
+    monkeypatch.setattr(conv_direct, "use_direct", lambda *args: False)
     monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: True)
     monkeypatch.setattr(conv_chunked, "_CHUNK", 2048)
 
@@ -61,7 +62,7 @@ def test_chunked_path_matches_naive_loops(
 ):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
-    assert cache[-1], "the case must take the chunked path"
+    assert cache[-1] == "chunked", "the case must take the chunked path"
     dy = np.random.default_rng(1).standard_normal(y.shape)
     s, d, pads = _out(x, w, stride, padding, dilation)
     ry, rdx, rdw, rdb = naive_conv(x, w, b, s, pads, d, 1, dy)
@@ -122,7 +123,7 @@ def test_chunked_and_whole_batch_paths_agree(
     grads = conv_backward(dy, cache)
     monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: False)
     y2, cache2 = conv_forward(x, w, b, stride, padding, dilation)
-    assert cache[-1] and not cache2[-1]
+    assert cache[-1] == "chunked" and cache2[-1] != "chunked"
     assert_close(y, y2, 1e-12, "y")
     for name, g, g2 in zip(("dx", "dw", "db"), grads, conv_backward(dy, cache2)):
         if g2 is not None:

@@ -1,0 +1,143 @@
+"""Compiled direct convolution over "frames" (numba), for layers with few taps: ``conv_direct``.
+
+Each sample's padded input is one flat row ``xf[n]`` (its channels one after another). A tap
+``t = (c, a, b, e)`` of the kernel reads the input at a fixed displacement ``offs[t]`` from the
+output position, so an output map is a sum of shifted copies of the input row:
+
+    frame[q] = b + Σ_t w[t] xf[n, offs[t] + q],       q = (i*PH + j)*PW + m  for output (i, j, m)
+
+where ``PH, PW`` are the padded input's height and width. ``q`` runs over one contiguous range
+(the "frame", of ``(OD-1)*PH*PW + (OH-1)*PW + OW`` cells): the cells with ``m >= OW`` (or
+``j >= OH``) are not outputs (a window that wraps around the row's end) and are dropped when the
+frame is written to ``y``. In exchange every inner loop is one long unit-stride loop, which LLVM
+vectorises completely, over data that stays in L1: there are no windows to lay out (im2col), and
+no GEMM to feed.
+
+The forward loop takes two filters and four taps per pass over the frame: four loads of the
+input feed eight multiply-adds, and each accumulator is loaded and stored once per four taps
+(one tap at a time, the stores bound the loop). The weight gradient runs nine dot products at a
+time, as ``conv_kernels.matmul_nt`` does, between three shifted input rows and three rows of δy
+laid out as a frame (zeros where the frame has no output). The NumPy convolution in ``conv.py``
+is the reference the tests compare these kernels with.
+
+Flat indices are unsigned, as in ``conv_kernels``: signed ones cost a wrap-around test per access.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deltanet.compiled import njit
+
+
+@njit
+def _dims(y):  # pragma: no cover - numba
+    """``y (N, F, OD, OH, OW)``'s sizes as unsigned integers."""
+    u = np.uint64
+    n, f, od, oh, ow = y.shape
+    return u(n), u(f), u(od), u(oh), u(ow)
+
+
+@njit
+def _unframe(acc, ys, r, od, oh, ow, ph, pw):  # pragma: no cover - numba
+    """Copy the output cells of the frame ``acc`` to ``ys[r:r + OD*OH*OW]`` (one output map)."""
+    for i in range(od):
+        for j in range(oh):
+            s = (i * ph + j) * pw
+            for m in range(ow):
+                ys[r + m] = acc[s + m]
+            r += ow
+
+
+@njit(fastmath={"contract"})
+def forward(xf, w, offs, bias, ph, pw, y):  # pragma: no cover - numba
+    """``y[n, f] = bias[f] + Σ_t w[f, t] xf[n, offs[t] + q]`` at each output's frame cell ``q``.
+
+    ``xf (N, S)`` padded samples, ``w (F, T)``, ``offs (T,)`` uint64, ``bias (F,)``, ``ph, pw``
+    the padded height and width, ``y (N, F, OD, OH, OW)`` C-contiguous.
+    """
+    u = np.uint64
+    n_, f_, od, oh, ow = _dims(y)
+    ph, pw, t_, s_ = u(ph), u(pw), u(offs.shape[0]), u(xf.shape[1])
+    pf = ((od - u(1)) * ph + oh - u(1)) * pw + ow
+    acc0, acc1 = np.empty(pf, y.dtype), np.empty(pf, y.dtype)
+    xs, ws, ys = xf.ravel(), w.ravel(), y.ravel()
+    p_ = od * oh * ow
+    for n in range(n_):
+        row = n * s_
+        for f in range(u(0), f_, u(2)):
+            g = min(f + u(1), f_ - u(1))  # an odd last filter pairs with itself
+            for q in range(pf):
+                acc0[q] = bias[f]
+                acc1[q] = bias[g]
+            wf, wg = f * t_, g * t_
+            t = u(0)
+            while t + u(4) <= t_:
+                a0, a1, a2, a3 = ws[wf + t], ws[wf + t + u(1)], ws[wf + t + u(2)], ws[wf + t + u(3)]
+                c0, c1, c2, c3 = ws[wg + t], ws[wg + t + u(1)], ws[wg + t + u(2)], ws[wg + t + u(3)]
+                o0, o1 = row + offs[t], row + offs[t + u(1)]
+                o2, o3 = row + offs[t + u(2)], row + offs[t + u(3)]
+                for q in range(pf):
+                    v0, v1, v2, v3 = xs[o0 + q], xs[o1 + q], xs[o2 + q], xs[o3 + q]
+                    acc0[q] += a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3
+                    acc1[q] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+                t += u(4)
+            while t < t_:  # the last taps, one at a time
+                a0, c0, o0 = ws[wf + t], ws[wg + t], row + offs[t]
+                for q in range(pf):
+                    v0 = xs[o0 + q]
+                    acc0[q] += a0 * v0
+                    acc1[q] += c0 * v0
+                t += u(1)
+            _unframe(acc0, ys, (n * f_ + f) * p_, od, oh, ow, ph, pw)
+            _unframe(acc1, ys, (n * f_ + g) * p_, od, oh, ow, ph, pw)
+
+
+@njit(fastmath={"reassoc", "contract"})
+def weight_grad(xf, dy, offs, ph, pw, out):  # pragma: no cover - numba
+    """``out[t, f] += Σ_n Σ_q xf[n, offs[t] + q] δy_frame[n, f, q]``: ``(∂L/∂W)ᵀ``, taps x filters.
+
+    ``dy (N, F, OD, OH, OW)`` C-contiguous. Each sample's δy is laid out as a frame in a small
+    buffer (zero where the frame has no output, so those cells add nothing), then three taps
+    meet three filters at a time: nine sums in registers, six loads per step.
+    """
+    u = np.uint64
+    n_, f_, od, oh, ow = _dims(dy)
+    ph, pw, t_, s_ = u(ph), u(pw), u(offs.shape[0]), u(xf.shape[1])
+    pf = ((od - u(1)) * ph + oh - u(1)) * pw + ow
+    frames = np.zeros((f_, pf), dy.dtype)  # the non-output cells stay zero
+    xs, ds = xf.ravel(), dy.ravel()
+    p_ = od * oh * ow
+    zero = np.zeros(1, out.dtype)[0]
+    for n in range(n_):
+        for f in range(f_):  # δy[n, f] into its frame: the inverse of _unframe
+            r = (n * f_ + f) * p_
+            for i in range(od):
+                for j in range(oh):
+                    s = (i * ph + j) * pw
+                    for m in range(ow):
+                        frames[f, s + m] = ds[r + m]
+                    r += ow
+        row = n * s_
+        for t in range(u(0), t_, u(3)):
+            t1, t2 = min(t + u(1), t_ - u(1)), min(t + u(2), t_ - u(1))
+            o0, o1, o2 = row + offs[t], row + offs[t1], row + offs[t2]
+            for f in range(u(0), f_, u(3)):
+                f1, f2 = min(f + u(1), f_ - u(1)), min(f + u(2), f_ - u(1))
+                b0, b1, b2 = frames[f], frames[f1], frames[f2]
+                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
+                for q in range(pf):
+                    x0, x1, x2, p, r_, z = xs[o0 + q], xs[o1 + q], xs[o2 + q], b0[q], b1[q], b2[q]
+                    s00 += x0 * p
+                    s01 += x0 * r_
+                    s02 += x0 * z
+                    s10 += x1 * p
+                    s11 += x1 * r_
+                    s12 += x1 * z
+                    s20 += x2 * p
+                    s21 += x2 * r_
+                    s22 += x2 * z
+                sums = ((s00, s01, s02), (s10, s11, s12), (s20, s21, s22))
+                for di in range(min(u(3), t_ - t)):
+                    for dj in range(min(u(3), f_ - f)):
+                        out[t + di, f + dj] += sums[di][dj]
