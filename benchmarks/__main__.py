@@ -23,9 +23,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
     p.add_argument("--no-torch", action="store_true", help="time deltanet alone")
     p.add_argument("--memory-steps", type=int, default=20, help="0: skip the memory run")
+    p.add_argument(
+        "--settle", type=float, default=0.2, help="untimed seconds before each block of steps"
+    )
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        p.error(f"--steps must be >= 1 and --warmup >= 0. Received: {args.steps}, {args.warmup}.")
+    if args.steps < 1 or args.warmup < 0 or args.settle < 0:
+        p.error(
+            f"--steps must be >= 1, --warmup and --settle >= 0. "
+            f"Received: {args.steps}, {args.warmup}, {args.settle}."
+        )
     return args
 
 
@@ -39,8 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
     for w in chosen:
         ours, theirs = w.build(torch, args.batch)
         r = harness.compare(
-            w.name, args.batch or w.batch, ours, theirs, args.steps, args.warmup, w.target
-        )
+            w.name, args.batch or w.batch, ours, theirs, args.steps, args.warmup, w.target,
+            settle=args.settle,
+        )  # fmt: skip
         results.append(r)
         print(harness.format_table([r]).splitlines()[-1], flush=True)
     mem = []
@@ -51,7 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     table = harness.format_table(results, mem)
     print(
         f"\nthreads: {threads} (NumPy BLAS and torch.set_num_threads); median of {args.steps} "
-        f"steps, interleaved in blocks of 5 after {args.warmup} warm-up steps; ratio: of the "
+        f"steps, interleaved in blocks of 5 after {args.warmup} warm-up steps, each block after "
+        f"{args.settle:g} s of untimed steps; ratio: of the "
         f"medians; paired ratio: median over block pairs of the ratio of the block medians\n"
     )
     print(table)
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": threads,
         "steps": args.steps,
         "warmup": args.warmup,
+        "settle_s": args.settle,
         "numpy": np.__version__,
         "torch": None if torch is None else torch.__version__,
         "python": platform.python_version(),

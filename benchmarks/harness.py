@@ -70,6 +70,14 @@ def _time(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+def _settle(fn: Callable[[], object], seconds: float) -> None:
+    """Run ``fn`` untimed for ``seconds`` (at least once)."""
+    end = time.perf_counter() + seconds
+    fn()
+    while time.perf_counter() < end:
+        fn()
+
+
 def compare(
     name: str,
     batch: int,
@@ -79,15 +87,17 @@ def compare(
     warmup: int = 3,
     target: float | None = None,
     block: int = 5,
+    settle: float = 0.2,
 ) -> Result:
     """Median ms per step of ``ours`` and ``theirs`` over ``steps`` steps each, interleaved.
 
-    The frameworks take turns in blocks of ``block`` timed steps, each block after one untimed
-    step: right after a switch, the other framework's worker threads (OpenBLAS's, PyTorch's
-    OpenMP pool) still spin on the two cores and slow the first step down. Alternating single
-    steps measured PyTorch's LeNet-5 step at 28-30 ms here against 12.5 ms on its own, which
-    flattered deltanet; blocks keep both frameworks near their solo speed while the load that
-    drifts over a run still falls on both.
+    The frameworks take turns in blocks of ``block`` timed steps. Before each block the
+    framework runs untimed for ``settle`` seconds (at least one step): right after a switch the
+    other framework's idle worker threads still spin on the two cores. OpenBLAS's spin for about
+    0.1 s after deltanet's last GEMM: PyTorch's LeNet-5 step at batch 64 then measured 43.6,
+    17.3, 16.5, 14.0, 12.6 and 10.4 ms, and 8 ms only from about 130 ms after the switch on.
+    One untimed step, as this harness had before, timed PyTorch at 14 ms instead of 8 there
+    (and alternating single steps at 28-30 ms against 12.5), which flattered deltanet.
     """
     for _ in range(warmup):
         ours()
@@ -101,7 +111,7 @@ def compare(
         for fn, times in ((ours, a), (theirs, b)):
             if fn is None:
                 continue
-            fn()  # untimed: lets the previous framework's threads go quiet
+            _settle(fn, settle)  # untimed: the previous framework's threads go quiet
             times.extend(_time(fn) for _ in range(n))
         if theirs is not None:
             pairs.append(statistics.median(a[-n:]) / statistics.median(b[-n:]))

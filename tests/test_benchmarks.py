@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from benchmarks.__main__ import WORKLOADS, main
 def test_every_workload_runs_and_writes_json(tmp_path, capsys):
     pytest.importorskip("torch")
     path = tmp_path / "bench.json"
-    argv = ["--steps", "1", "--warmup", "0", "--batch", "2", "--memory-steps", "0"]
+    argv = ["--steps", "1", "--warmup", "0", "--settle", "0", "--batch", "2", "--memory-steps", "0"]
     report = main([*argv, "--json", str(path)])
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(report))
@@ -27,7 +28,8 @@ def test_every_workload_runs_and_writes_json(tmp_path, capsys):
 
 
 def test_only_filter_and_no_torch(capsys):
-    report = main(["--steps", "1", "--warmup", "0", "--batch", "2", "--only", "mlp", "--no-torch"])
+    argv = ["--steps", "1", "--warmup", "0", "--settle", "0", "--batch", "2", "--only", "mlp"]
+    report = main([*argv, "--no-torch"])
     assert [r["name"] for r in report["results"]] == ["mlp_train_b128"]
     assert report["results"][0]["torch_ms"] is None and report["memory"] == []
 
@@ -37,9 +39,10 @@ def test_memory_child_reports_peak_rss():
     assert row["framework"] == "deltanet" and row["peak_mib"] >= row["base_mib"] > 0
 
 
-def test_bad_steps_is_a_usage_error():
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--settle", "-1"]])
+def test_bad_steps_or_settle_is_a_usage_error(argv):
     with pytest.raises(SystemExit):
-        main(["--steps", "0"])
+        main(argv)
 
 
 def test_paired_ratio_compares_blocks_that_ran_together(monkeypatch):
@@ -58,7 +61,30 @@ def test_paired_ratio_compares_blocks_that_ran_together(monkeypatch):
         return (2.0 if fn is ours else 1.0) * slow
 
     monkeypatch.setattr(harness, "_time", timed)
-    r = harness.compare("x", 1, ours, theirs, steps=20, warmup=0, block=5)
+    r = harness.compare("x", 1, ours, theirs, steps=20, warmup=0, block=5, settle=0.0)
     # blocks: deltanet 2, 2, 6, 6 and PyTorch 1, 3, 3, 3 -> pairs 2, 0.67, 2, 2
     assert r.paired_ratio == pytest.approx(2.0)
     assert r.ratio == pytest.approx(4.0 / 3.0)  # medians 4 and 3: the load fell unevenly
+
+
+def test_each_block_starts_after_settle_seconds_of_untimed_steps(monkeypatch):
+    """The other framework's spinning threads must be quiet before a block is timed."""
+    events = []  # (framework, time, timed) per call
+
+    def step(name):
+        return lambda: events.append([name, time.perf_counter(), False])
+
+    def timed(fn):
+        fn()
+        events[-1][2] = True
+        return 1.0
+
+    monkeypatch.setattr(harness, "_time", timed)
+    harness.compare("x", 1, step("ours"), step("theirs"), steps=2, warmup=0, block=1, settle=0.05)
+    timed_at = [i for i, e in enumerate(events) if e[2]]
+    assert [events[i][0] for i in timed_at] == ["ours", "theirs", "ours", "theirs"]
+    for i in timed_at:  # the untimed run of the same framework right before it
+        j = i
+        while j > 0 and events[j - 1][0] == events[i][0] and not events[j - 1][2]:
+            j -= 1
+        assert j < i and events[i][1] - events[j][1] >= 0.05
