@@ -8,8 +8,11 @@ input, in long unit-stride loops over data that stays in L1 (``direct_kernels``)
 convolution at batch 256 takes 1.6-1.8 ms against 4.5-5 ms (3.2 times less at batch 64), and
 its weight gradient needs neither windows nor a transposed copy of δy. Measured against the
 GEMM path here, forward: 27 taps (3x3 on 3 channels) 0.75x the time, 36 and 72 taps 0.87x,
-75 taps 1.02x, 150 (LeNet's second layer) 0.95x; past a few dozen taps the two are even, and
-the GEMM path keeps those layers (BLAS uses both cores; these loops one).
+75 taps 1.02x, 150 (LeNet's second layer) 0.95x. Past a few dozen taps the two are close when
+the machine is quiet, but these loops do not depend on a cache shared with other machines: with
+the neighbours busy, LeNet-5's inference ran 7-14% faster with its second layer direct too
+(``use_direct`` says when). On short frames (MNIST-1D's 40 cells, 64 filters) the fixed cost
+of each pass over the frame makes them 1.75x slower, and the GEMM path keeps those layers.
 
 The kernels are written for stride 1 and one group; see ``direct_kernels`` for the "frame"
 they loop over. The frame also holds cells that are not outputs (windows that wrap around a
@@ -26,10 +29,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from deltanet import compiled
+from deltanet.ops import conv_chunked
 from deltanet.ops.im2col import Geometry
 from deltanet.ops.window import lift3d, pad
 
 _MAX_TAPS = 32  # C_in * kernel cells up to which the direct loops clearly win (measured above)
+_MAX_TAPS_LONG = 256  # ... and up to which they hold their own on large layers (see use_direct)
+_LONG_FRAME = 128  # cells of the frame from which a pass over it pays its fixed cost
+_MAX_FILTERS_LONG = 32  # filters up to which (more make the GEMM efficient)
 _MAX_FRAME = 1.5  # frame cells per output cell up to which the extra cells are worth it
 
 
@@ -42,16 +49,30 @@ def _frame(padded: Sequence[int], out: Sequence[int]) -> int:
 def use_direct(
     x: np.ndarray, w: np.ndarray, geo: Geometry, out: Sequence[int], groups: int
 ) -> bool:
-    """Whether ``conv_forward`` runs the direct loops: few taps, stride 1, one group, compiled."""
+    """Whether ``conv_forward`` runs the direct loops: few taps, stride 1, one group, compiled.
+
+    Up to 32 taps, always. Up to 256 (LeNet's second layer has 150) only on a long frame with
+    few filters, and only where the GEMM path would go through the batch in chunks: there the
+    backward pass lays the windows out again anyway, while a smaller layer keeps its windows
+    from the forward GEMM for the backward one (LeNet-5 at batch 64 trained 1-8% slower with
+    its second layer direct; at batch 256 8-16% faster, and inference 7-14% faster).
+    """
     kernel, stride, _, pads = geo
     padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pads)]
+    taps, frame = math.prod(w.shape[1:]), _frame(padded, out)
+    few = taps <= _MAX_TAPS or (
+        taps <= _MAX_TAPS_LONG
+        and frame >= _LONG_FRAME
+        and w.shape[0] <= _MAX_FILTERS_LONG
+        and conv_chunked.use_chunked(x.shape, w.shape, out)
+    )
     return (
         groups == 1
         and all(s == 1 for s in stride)
-        and math.prod(w.shape[1:]) <= _MAX_TAPS
+        and few
         and x.dtype == w.dtype
         and x.dtype in (np.float32, np.float64)
-        and _frame(padded, out) <= _MAX_FRAME * math.prod(out)
+        and frame <= _MAX_FRAME * math.prod(out)
         and compiled.enabled()
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deltanet.ops import conv_chunked
 from deltanet.ops.conv import conv_backward, conv_forward
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.ops.test_conv import assert_close, make, naive_conv, torch_conv
@@ -59,6 +60,20 @@ def test_direct_path_matches_naive_loops(x_shape, w_shape, padding, dilation, bi
     dx, dw2, _ = conv_backward(dy, cache)  # δx: the chunked steps from the cached input
     assert_close(dx, ref_dx, 1e-12, "dx")
     assert_close(dw2, ref_dw, 1e-12, "dw (chunked)")
+
+
+def test_many_taps_on_a_long_frame_match_naive_loops(monkeypatch):
+    """LeNet's second layer (150 taps, 16 filters) as it runs direct at batch 256."""
+    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: True)
+    x, w, b = make((1, 6, 14, 14), (16, 6, 5, 5), 16)
+    y, cache = conv_forward(x, w, b)
+    assert cache[-1] == "direct"
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    ref = naive_conv(x, w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, dy)
+    for name, a, e in zip(("y", "dx", "dw", "db"), (y, *conv_backward(dy, cache)), ref):
+        assert_close(a, e, 1e-12, name)
+    _, dw, db = conv_backward(dy, cache, input_grad=False)
+    assert_close(dw, ref[2], 1e-12, "dw (direct)")
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, dilation, bias", CASES)
@@ -144,7 +159,9 @@ def test_direct_path_is_taken_by_shape(monkeypatch):
     assert direct((4, 1, 28, 28), (6, 1, 5, 5), padding=2)
     assert direct((4, 1, 40), (32, 1, 5), padding=2, dtype=np.float64)
     assert direct((2, 1, 16, 16, 16), (8, 1, 3, 3, 3), padding=1)
-    assert not direct((4, 6, 14, 14), (16, 6, 5, 5))  # 150 taps: the GEMM path
+    assert not direct((4, 6, 14, 14), (16, 6, 5, 5))  # 150 taps, small: GEMM, windows kept
+    assert direct((256, 6, 14, 14), (16, 6, 5, 5))  # ... large: direct (chunked otherwise)
+    assert not direct((256, 32, 40), (64, 32, 5), padding=2)  # a short frame, 64 filters
     assert not direct((4, 1, 28, 28), (6, 1, 5, 5), stride=2)
     assert not direct((4, 2, 28, 28), (6, 1, 5, 5), groups=2)
     assert not direct((4, 1, 40, 10), (6, 1, 1, 7))  # a frame 2.5x the output map
