@@ -128,9 +128,11 @@ class MaxPoolND(_PoolND):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check(x)
+        # in eval mode the argmax is left for a backward pass to find, if one comes
         y, cache = max_pool_forward(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+            argmax=self.training,
+        )  # fmt: skip
         self._cache = (cache, y.shape)
         return y
 

@@ -169,15 +169,21 @@ def max_pool_forward(
     padding: int | Sequence[int] = 0,
     dilation: int | Sequence[int] = 1,
     ceil_mode: bool = False,
+    argmax: bool = True,
 ) -> tuple[np.ndarray, tuple]:
     """``y[o] = max over the window of o``: ``(N, C, *in) -> (N, C, *out)``.
 
     The argmax is kept as a flat kernel offset per output, chosen as PyTorch's scan
     (``if val > max or isnan(val)``) chooses it: the first maximum in window order, the last NaN.
+    ``argmax=False`` (inference) computes ``y`` alone, the same values; the cache then holds
+    ``x``, and the first backward pass finds the argmax (``LazyArgmax``).
     """
     kernel, strides, dil, out, pads = _geometry(
         x, kernel_size, stride, padding, dilation, ceil_mode
     )
+    if not argmax:
+        y = _max_values(pad(x, pads, -np.inf), kernel, strides, dil, out)
+        return y, LazyArgmax((x, kernel_size, stride, padding, dilation, ceil_mode))
     first = _first_real_offset(kernel, strides, dil, out, pads)
     padded_shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)))
     cache = (padded_shape, pads, kernel, strides, dil, x.dtype)
@@ -194,8 +200,54 @@ def max_pool_forward(
     return y, (arg, *cache)
 
 
+class LazyArgmax:
+    """The cache of a max pooling that skipped the argmax: its arguments, and the argmax once a
+    backward pass asked for it (a Jacobian runs one backward pass per output unit)."""
+
+    def __init__(self, args: tuple) -> None:
+        self.args: tuple | None = args
+        self._cache: tuple | None = None
+
+    def cache(self) -> tuple:
+        """The cache ``max_pool_forward`` keeps with the argmax, computed on the first call."""
+        if self._cache is None:
+            self._cache = max_pool_forward(*self.args)[1]
+            self.args = None  # x is no longer needed
+        return self._cache
+
+
+def _max_values(
+    xp: np.ndarray,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dil: tuple[int, ...],
+    out: tuple[int, ...],
+) -> np.ndarray:
+    """The window maxima of the padded ``xp`` without their argmax."""
+    if compiled.enabled():
+        from deltanet.ops import pool_kernels
+
+        lift = (1,) * (3 - len(kernel))
+        n, c = xp.shape[:2]
+        y = np.empty((n, c, *out), dtype=xp.dtype)
+        pool_kernels.max_pool3d_values(
+            np.ascontiguousarray(xp).reshape(n * c, *lift, *xp.shape[2:]),
+            lift + kernel, lift + strides, lift + dil,
+            y.reshape(n * c, *lift, *out), xp.dtype.type(-np.inf),
+        )  # fmt: skip
+        return y
+    windows = sliding_windows(xp, kernel, strides, dil, out)
+    cells = [windows[(Ellipsis, *k)] for k in itertools.product(*map(range, kernel))]
+    y = cells[0].copy()
+    for v in cells[1:]:
+        np.maximum(y, v, out=y)
+    return y
+
+
 def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``δx[argmax(o)] += δy[o]``: each δ goes whole to its window's maximum; ``(dx,)``."""
+    if isinstance(cache, LazyArgmax):  # a forward pass without the argmax (inference)
+        cache = cache.cache()
     arg, padded_shape, pads, kernel, strides, dil, dtype = cache
     out = arg.shape[2:]
     dxp = np.zeros(padded_shape, dtype=dtype)

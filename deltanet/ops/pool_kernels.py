@@ -102,6 +102,50 @@ def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no c
                     q += 1
 
 
+@njit
+def _pick(best, v):  # pragma: no cover - numba
+    """PyTorch's scan step: a larger value or a NaN replaces the running maximum."""
+    return v if v > best or v != v else best
+
+
+@njit
+def max_pool3d_values(xp, kernel, stride, dilation, y, low):  # pragma: no cover - numba
+    """``y`` alone, no argmax (inference): the same values as the scan with the argmax.
+
+    A larger value or a NaN replaces the running maximum, so ``y`` is the first maximum or the
+    last NaN, bit for bit what the forward kernels that keep the argmax write. Four window
+    cells per step: 0.76 ms against 1.0 for LeNet's first pooling at batch 256 (0.28 against
+    0.49 for its second).
+    """
+    u = np.uint64
+    sd, sh, sw = u(stride[0]), u(stride[1]), u(stride[2])
+    m_, od_, oh_, ow_ = y.shape
+    _, d_, h_, w_ = xp.shape
+    d_, h_, w_ = u(d_), u(h_), u(w_)
+    shift = _cell_offsets(kernel, dilation, h_, w_)
+    cells = u(shift.shape[0])
+    src, dst = xp.ravel(), y.ravel()
+    q = u(0)
+    for m in range(u(m_)):
+        for od in range(u(od_)):
+            for oh in range(u(oh_)):
+                row = ((m * d_ + od * sd) * h_ + oh * sh) * w_
+                for ow in range(u(ow_)):
+                    corner = row + ow * sw
+                    best = low
+                    c = u(0)
+                    while c + u(4) <= cells:
+                        v0, v1 = src[corner + shift[c]], src[corner + shift[c + u(1)]]
+                        v2, v3 = src[corner + shift[c + u(2)]], src[corner + shift[c + u(3)]]
+                        best = _pick(_pick(_pick(_pick(best, v0), v1), v2), v3)
+                        c += u(4)
+                    while c < cells:
+                        best = _pick(best, src[corner + shift[c]])
+                        c += u(1)
+                    dst[q] = best
+                    q += u(1)
+
+
 @functools.cache
 def max_pool_forward_for(kernel: tuple[int, int, int]):
     """A forward kernel compiled for this window shape (2, 2x2, 2x2x2) or the generic one.

@@ -19,6 +19,7 @@ from deltanet.layers.pool import (
     MaxPool3D,
     MaxPoolND,
 )
+from deltanet.ops.pool import LazyArgmax
 from tests.ops.test_pool import distinct, naive_avg_pool, naive_global, naive_max_pool
 from tests.utils import check_grads, torch_or_skip
 
@@ -159,6 +160,21 @@ def test_max_pool_layer_ties_go_to_first_like_torch():
     torch.nn.MaxPool2d(3, stride=1, padding=1)(tx).sum().backward()
     np.testing.assert_array_equal(dx, tx.grad.numpy())
     assert dx.sum() == y.size  # every window passes its δ on exactly once
+
+
+def test_max_pool_in_eval_mode_keeps_no_argmax_but_still_backpropagates():
+    """Inference skips the argmax; a backward pass in eval mode (a saliency map) finds it."""
+    x = np.random.default_rng(6).integers(0, 3, (2, 3, 6, 7)).astype(np.float32)
+    layer = MaxPool2D(3, stride=2, padding=1)
+    dy = np.random.default_rng(7).standard_normal(layer(x).shape).astype(np.float32)
+    y_train, dx_train = layer(x), layer.backward(dy)
+    layer.eval()
+    y_eval = layer(x)
+    assert isinstance(layer._cache[0], LazyArgmax)  # no argmax was computed
+    np.testing.assert_array_equal(y_eval, y_train)
+    np.testing.assert_array_equal(layer.backward(dy), dx_train)
+    np.testing.assert_array_equal(layer.backward(dy), dx_train)  # argmax found once, kept
+    assert layer._cache[0].args is None
 
 
 # --- validation --------------------------------------------------------------------------------
