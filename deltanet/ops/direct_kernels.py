@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from deltanet.compiled import njit
+from deltanet.ops.conv_kernels import add3x3, dot3x3
 
 
 @njit
@@ -39,13 +40,20 @@ def _dims(y):  # pragma: no cover - numba
 
 
 @njit
-def _unframe(acc, ys, r, od, oh, ow, ph, pw):  # pragma: no cover - numba
-    """Copy the output cells of the frame ``acc`` to ``ys[r:r + OD*OH*OW]`` (one output map)."""
+def _copy_map(frame, flat, r, od, oh, ow, ph, pw, into_frame):  # pragma: no cover - numba
+    """Copy one output map between its frame and ``flat[r:r + OD*OH*OW]``, either way.
+
+    ``into_frame`` False: the frame's output cells to ``flat`` (the forward's ``y``); True: the
+    reverse (δy into a frame). The branch is loop-invariant: LLVM hoists it.
+    """
     for i in range(od):
         for j in range(oh):
             s = (i * ph + j) * pw
             for m in range(ow):
-                ys[r + m] = acc[s + m]
+                if into_frame:
+                    frame[s + m] = flat[r + m]
+                else:
+                    flat[r + m] = frame[s + m]
             r += ow
 
 
@@ -89,55 +97,34 @@ def forward(xf, w, offs, bias, ph, pw, y):  # pragma: no cover - numba
                     acc0[q] += a0 * v0
                     acc1[q] += c0 * v0
                 t += u(1)
-            _unframe(acc0, ys, (n * f_ + f) * p_, od, oh, ow, ph, pw)
-            _unframe(acc1, ys, (n * f_ + g) * p_, od, oh, ow, ph, pw)
+            _copy_map(acc0, ys, (n * f_ + f) * p_, od, oh, ow, ph, pw, False)
+            _copy_map(acc1, ys, (n * f_ + g) * p_, od, oh, ow, ph, pw, False)
 
 
-@njit(fastmath={"reassoc", "contract"})
+@njit
 def weight_grad(xf, dy, offs, ph, pw, out):  # pragma: no cover - numba
     """``out[t, f] += Σ_n Σ_q xf[n, offs[t] + q] δy_frame[n, f, q]``: ``(∂L/∂W)ᵀ``, taps x filters.
 
     ``dy (N, F, OD, OH, OW)`` C-contiguous. Each sample's δy is laid out as a frame in a small
     buffer (zero where the frame has no output, so those cells add nothing), then three taps
-    meet three filters at a time: nine sums in registers, six loads per step.
+    meet three filters at a time (``conv_kernels.dot3x3``).
     """
     u = np.uint64
     n_, f_, od, oh, ow = _dims(dy)
     ph, pw, t_, s_ = u(ph), u(pw), u(offs.shape[0]), u(xf.shape[1])
     pf = ((od - u(1)) * ph + oh - u(1)) * pw + ow
     frames = np.zeros((f_, pf), dy.dtype)  # the non-output cells stay zero
-    xs, ds = xf.ravel(), dy.ravel()
-    p_ = od * oh * ow
     zero = np.zeros(1, out.dtype)[0]
+    xs, ds, fs = xf.ravel(), dy.ravel(), frames.ravel()
+    p_ = od * oh * ow
     for n in range(n_):
-        for f in range(f_):  # δy[n, f] into its frame: the inverse of _unframe
-            r = (n * f_ + f) * p_
-            for i in range(od):
-                for j in range(oh):
-                    s = (i * ph + j) * pw
-                    for m in range(ow):
-                        frames[f, s + m] = ds[r + m]
-                    r += ow
+        for f in range(f_):  # δy[n, f] into its frame
+            _copy_map(frames[f], ds, (n * f_ + f) * p_, od, oh, ow, ph, pw, True)
         row = n * s_
         for t in range(u(0), t_, u(3)):
             t1, t2 = min(t + u(1), t_ - u(1)), min(t + u(2), t_ - u(1))
             o0, o1, o2 = row + offs[t], row + offs[t1], row + offs[t2]
             for f in range(u(0), f_, u(3)):
                 f1, f2 = min(f + u(1), f_ - u(1)), min(f + u(2), f_ - u(1))
-                b0, b1, b2 = frames[f], frames[f1], frames[f2]
-                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = zero
-                for q in range(pf):
-                    x0, x1, x2, p, r_, z = xs[o0 + q], xs[o1 + q], xs[o2 + q], b0[q], b1[q], b2[q]
-                    s00 += x0 * p
-                    s01 += x0 * r_
-                    s02 += x0 * z
-                    s10 += x1 * p
-                    s11 += x1 * r_
-                    s12 += x1 * z
-                    s20 += x2 * p
-                    s21 += x2 * r_
-                    s22 += x2 * z
-                sums = ((s00, s01, s02), (s10, s11, s12), (s20, s21, s22))
-                for di in range(min(u(3), t_ - t)):
-                    for dj in range(min(u(3), f_ - f)):
-                        out[t + di, f + dj] += sums[di][dj]
+                sums = dot3x3(xs, o0, o1, o2, fs, f * pf, f1 * pf, f2 * pf, pf, zero)
+                add3x3(out, t, f, sums)
