@@ -21,6 +21,7 @@ from deltanet import compiled
 from deltanet.ops.window import (
     Pads,
     as_tuple,
+    lift3d,
     output_size,
     pad,
     sliding_windows,
@@ -145,18 +146,17 @@ def _max_pool_compiled(
     """``y`` and the argmax offsets through the compiled kernel, viewed as 3-D pooling."""
     from deltanet.ops import pool_kernels  # imports numba: only once compiled kernels run
 
-    lift = (1,) * (3 - len(kernel))
     n, c = xp.shape[:2]
     y = np.empty((n, c, *out), dtype=xp.dtype)
     arg = np.empty((n, c, *out), dtype=np.min_scalar_type(np.prod(kernel)))
-    pool_kernels.max_pool_forward_for(lift + kernel)(
-        np.ascontiguousarray(xp).reshape(n * c, *lift, *xp.shape[2:]),
-        first.reshape(*lift, *out),
-        lift + kernel,
-        lift + strides,
-        lift + dil,
-        y.reshape(n * c, *lift, *out),
-        arg.reshape(n * c, *lift, *out),
+    pool_kernels.max_pool_forward_for(lift3d(kernel))(
+        np.ascontiguousarray(xp).reshape(n * c, *lift3d(xp.shape[2:])),
+        first.reshape(lift3d(out)),
+        lift3d(kernel),
+        lift3d(strides),
+        lift3d(dil),
+        y.reshape(n * c, *lift3d(out)),
+        arg.reshape(n * c, *lift3d(out)),
         xp.dtype.type(-np.inf),
     )
     return y, arg
@@ -190,14 +190,29 @@ def max_pool_forward(
     if compiled.enabled():  # one pass over each window instead of three per kernel offset
         y, arg = _max_pool_compiled(pad(x, pads, -np.inf), first, kernel, strides, dil, out)
         return y, (arg, *cache)
-    windows = sliding_windows(pad(x, pads, -np.inf), kernel, strides, dil, out)
-    offsets = list(itertools.product(*map(range, kernel)))
-    cell = [windows[(Ellipsis, *k)] for k in offsets]  # (N, C, *out) views: x[o*s + k*d]
-    y = cell[0].copy()
-    for v in cell[1:]:
+    cells = _window_cells(pad(x, pads, -np.inf), kernel, strides, dil, out)
+    y = _max_of(cells)
+    return y, (_argmax_offset(cells, y, first), *cache)
+
+
+def _window_cells(
+    xp: np.ndarray,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dil: tuple[int, ...],
+    out: tuple[int, ...],
+) -> list[np.ndarray]:
+    """One ``(N, C, *out)`` view per kernel offset ``k``, in window order: ``xp[o*s + k*d]``."""
+    windows = sliding_windows(xp, kernel, strides, dil, out)
+    return [windows[(Ellipsis, *k)] for k in itertools.product(*map(range, kernel))]
+
+
+def _max_of(cells: list[np.ndarray]) -> np.ndarray:
+    """The elementwise maximum of the window cells (NumPy reference)."""
+    y = cells[0].copy()
+    for v in cells[1:]:
         np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
-    arg = _argmax_offset(cell, y, first)
-    return y, (arg, *cache)
+    return y
 
 
 class LazyArgmax:
@@ -227,21 +242,15 @@ def _max_values(
     if compiled.enabled():
         from deltanet.ops import pool_kernels
 
-        lift = (1,) * (3 - len(kernel))
         n, c = xp.shape[:2]
         y = np.empty((n, c, *out), dtype=xp.dtype)
         pool_kernels.max_pool3d_values(
-            np.ascontiguousarray(xp).reshape(n * c, *lift, *xp.shape[2:]),
-            lift + kernel, lift + strides, lift + dil,
-            y.reshape(n * c, *lift, *out), xp.dtype.type(-np.inf),
+            np.ascontiguousarray(xp).reshape(n * c, *lift3d(xp.shape[2:])),
+            lift3d(kernel), lift3d(strides), lift3d(dil),
+            y.reshape(n * c, *lift3d(out)), xp.dtype.type(-np.inf),
         )  # fmt: skip
         return y
-    windows = sliding_windows(xp, kernel, strides, dil, out)
-    cells = [windows[(Ellipsis, *k)] for k in itertools.product(*map(range, kernel))]
-    y = cells[0].copy()
-    for v in cells[1:]:
-        np.maximum(y, v, out=y)
-    return y
+    return _max_of(_window_cells(xp, kernel, strides, dil, out))
 
 
 def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
@@ -254,15 +263,13 @@ def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     if compiled.enabled():
         from deltanet.ops import pool_kernels
 
-        lift = (1,) * (5 - len(padded_shape))  # as 3-D pooling over (N*C, D, H, W)
-        kernel3, strides3, dil3 = ((1,) * len(lift) + t for t in (kernel, strides, dil))
-        pool_kernels.max_pool3d_backward(
-            np.ascontiguousarray(dy, dtype=dtype).reshape(-1, *lift, *out),
-            arg.reshape(-1, *lift, *out),
-            kernel3,
-            strides3,
-            dil3,
-            dxp.reshape(-1, *lift, *padded_shape[2:]),
+        pool_kernels.max_pool3d_backward(  # as 3-D pooling over (N*C, D, H, W)
+            np.ascontiguousarray(dy, dtype=dtype).reshape(-1, *lift3d(out)),
+            arg.reshape(-1, *lift3d(out)),
+            lift3d(kernel),
+            lift3d(strides),
+            lift3d(dil),
+            dxp.reshape(-1, *lift3d(padded_shape[2:])),
         )
         return (np.ascontiguousarray(unpad(dxp, pads)),)
     for flat, k in enumerate(itertools.product(*map(range, kernel))):
