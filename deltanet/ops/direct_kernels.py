@@ -32,11 +32,14 @@ from deltanet.ops.conv_kernels import add3x3, dot3x3
 
 
 @njit
-def _dims(y):  # pragma: no cover - numba
-    """``y (N, F, OD, OH, OW)``'s sizes as unsigned integers."""
+def _sizes(y, ph, pw):  # pragma: no cover - numba
+    """``y (N, F, OD, OH, OW)``'s sizes, the padded ``ph, pw`` and the frame's length (its cells
+    from the first output to the last, ``conv_direct._frame``), all as unsigned integers."""
     u = np.uint64
     n, f, od, oh, ow = y.shape
-    return u(n), u(f), u(od), u(oh), u(ow)
+    ph, pw = u(ph), u(pw)
+    pf = ((u(od) - u(1)) * ph + u(oh) - u(1)) * pw + u(ow)
+    return u(n), u(f), u(od), u(oh), u(ow), ph, pw, pf
 
 
 @njit
@@ -65,9 +68,8 @@ def forward(xf, w, offs, bias, ph, pw, y):  # pragma: no cover - numba
     the padded height and width, ``y (N, F, OD, OH, OW)`` C-contiguous.
     """
     u = np.uint64
-    n_, f_, od, oh, ow = _dims(y)
-    ph, pw, t_, s_ = u(ph), u(pw), u(offs.shape[0]), u(xf.shape[1])
-    pf = ((od - u(1)) * ph + oh - u(1)) * pw + ow
+    n_, f_, od, oh, ow, ph, pw, pf = _sizes(y, ph, pw)
+    t_, s_ = u(offs.shape[0]), u(xf.shape[1])
     acc0, acc1 = np.empty(pf, y.dtype), np.empty(pf, y.dtype)
     xs, ws, ys = xf.ravel(), w.ravel(), y.ravel()
     p_ = od * oh * ow
@@ -110,9 +112,8 @@ def weight_grad(xf, dy, offs, ph, pw, out):  # pragma: no cover - numba
     meet three filters at a time (``conv_kernels.dot3x3``).
     """
     u = np.uint64
-    n_, f_, od, oh, ow = _dims(dy)
-    ph, pw, t_, s_ = u(ph), u(pw), u(offs.shape[0]), u(xf.shape[1])
-    pf = ((od - u(1)) * ph + oh - u(1)) * pw + ow
+    n_, f_, od, oh, ow, ph, pw, pf = _sizes(dy, ph, pw)
+    t_, s_ = u(offs.shape[0]), u(xf.shape[1])
     frames = np.zeros((f_, pf), dy.dtype)  # the non-output cells stay zero
     zero = np.zeros(1, out.dtype)[0]
     xs, ds, fs = xf.ravel(), dy.ravel(), frames.ravel()
