@@ -152,11 +152,11 @@ def matmul_nt(a, b, out):  # pragma: no cover - numba
         for p0 in range(u(0), p_, u(2048)):
             n = min(u(2048), p_ - p0)
             k0 = s * p_ + p0  # the same stretch in a's columns
+            r = s * n_ * p_ + p0  # b[s, 0, p0]
             for i in range(u(0), m_, u(3)):
                 i1, i2 = min(i + u(1), m_ - u(1)), min(i + u(2), m_ - u(1))
                 for j in range(u(0), n_, u(3)):
                     j1, j2 = min(j + u(1), n_ - u(1)), min(j + u(2), n_ - u(1))
-                    r = s * n_ * p_ + p0  # b[s, ., p0]
                     sums = dot3x3(
                         af, i * k_ + k0, i1 * k_ + k0, i2 * k_ + k0,
                         bf, r + j * p_, r + j1 * p_, r + j2 * p_, n, zero,
