@@ -34,7 +34,7 @@ def to_torch(model: Sequential, torch):
     for layer in model:
         kind = type(layer).__name__
         if kind in ("Conv1D", "Conv2D", "Conv3D"):
-            nd = layer.ndim
+            nd = layer.spatial_dims
             conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[nd - 1]
             mods.append(
                 conv(

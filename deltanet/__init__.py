@@ -6,7 +6,7 @@ from deltanet.io import Checkpoint, FormatError, load, load_checkpoint, save
 from deltanet.jacobian import jacobian
 from deltanet.layers import *  # noqa: F403 - the layers are the public API
 from deltanet.layers import __all__ as _layer_names
-from deltanet.layers.config import layer_from_dict, layer_to_dict
+from deltanet.layers.registry import layer_from_dict, layer_to_dict
 from deltanet.onnx_export import export_onnx
 from deltanet.ops import losses
 from deltanet.torch_weights import load_torch_weights, save_torch_weights

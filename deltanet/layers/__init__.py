@@ -10,8 +10,9 @@ from deltanet.layers.activations import (
     Softplus,
     Tanh,
 )
-from deltanet.layers.base import Layer, Parameter
+from deltanet.layers.base import Layer, LayerList, Parameter
 from deltanet.layers.binary import QActivation, QConv1D, QConv2D, QConv3D, QConvND, QDense
+from deltanet.layers.containers import Add, Concat, Identity, Residual, Sequential
 from deltanet.layers.conv import (
     Conv1D,
     Conv2D,
@@ -37,11 +38,12 @@ from deltanet.layers.pool import (
     MaxPool3D,
     MaxPoolND,
 )
+from deltanet.layers.registry import layer_from_dict, layer_to_dict, register_layer
 from deltanet.layers.reshape import Flatten, Reshape
-from deltanet.layers.sequential import Sequential
 
 __all__ = [
-    "Layer", "Parameter", "Sequential",
+    "Layer", "Parameter", "LayerList", "register_layer",
+    "Sequential", "Residual", "Add", "Concat", "Identity",
     "Conv1D", "Conv2D", "Conv3D", "ConvND",
     "ConvTranspose1D", "ConvTranspose2D", "ConvTranspose3D", "ConvTransposeND",
     "MaxPool1D", "MaxPool2D", "MaxPool3D", "MaxPoolND",

@@ -10,117 +10,109 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.layers.base import Layer, check_float_input
+from deltanet.layers.base import Layer
+from deltanet.layers.registry import register_layer
+from deltanet.layers.validate import number
 from deltanet.ops import activations as ops
 
 
 class _Activation(Layer):
-    """Shared forward/backward: subclasses give ``_forward(x)`` and ``_backward(dy, cache)``."""
+    """Shared backward: subclasses give ``_forward(x) -> (y, cache)`` and ``_op_backward``."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, tuple]:  # pragma: no cover
+    def _op_backward(self, dy: np.ndarray, cache: Any) -> tuple[np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
-    def _backward(self, dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """x: any shape -> y: same shape and dtype."""
-        x = check_float_input(self, x)
-        y, cache = self._forward(x)
-        self._cache = (cache, y.shape)
-        return y
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
         """dy: the output's shape -> dx: the input's shape."""
-        cache, shape = self._get_cache()
-        if not isinstance(dy, np.ndarray) or dy.shape != shape:
-            received = dy.shape if isinstance(dy, np.ndarray) else type(dy).__name__
-            raise ValueError(
-                f"{self.label()}: expected dy of shape {shape} (the output's shape). "
-                f"Received: {received}."
-            )
-        (dx,) = self._backward(dy, cache)
+        (dx,) = self._op_backward(dy, cache)
         return dx
 
 
+@register_layer
 class ReLU(_Activation):
     """``max(x, 0)``; gradient ``1[x > 0]``."""
 
     def _forward(self, x):
         return ops.relu_forward(x)
 
-    _backward = staticmethod(ops.relu_backward)
+    _op_backward = staticmethod(ops.relu_backward)
 
 
+@register_layer
 class Sigmoid(_Activation):
     """``1 / (1 + e^{-x})``; gradient ``σ (1 - σ)``."""
 
     def _forward(self, x):
         return ops.sigmoid_forward(x)
 
-    _backward = staticmethod(ops.sigmoid_backward)
+    _op_backward = staticmethod(ops.sigmoid_backward)
 
 
+@register_layer
 class Tanh(_Activation):
     """``tanh(x)``; gradient ``1 - tanh²``."""
 
     def _forward(self, x):
         return ops.tanh_forward(x)
 
-    _backward = staticmethod(ops.tanh_backward)
+    _op_backward = staticmethod(ops.tanh_backward)
 
 
+@register_layer
 class LeakyReLU(_Activation):
     """``x`` for ``x > 0``, ``negative_slope * x`` otherwise."""
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = _number("LeakyReLU", "negative_slope", negative_slope)
+        self.negative_slope = number("LeakyReLU", "negative_slope", negative_slope)
 
     def _forward(self, x):
         return ops.leaky_relu_forward(x, self.negative_slope)
 
-    _backward = staticmethod(ops.leaky_relu_backward)
+    _op_backward = staticmethod(ops.leaky_relu_backward)
 
     def get_config(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
 
 
+@register_layer
 class ELU(_Activation):
     """``x`` for ``x > 0``, ``alpha (e^x - 1)`` otherwise."""
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = _number("ELU", "alpha", alpha)
+        self.alpha = number("ELU", "alpha", alpha)
 
     def _forward(self, x):
         return ops.elu_forward(x, self.alpha)
 
-    _backward = staticmethod(ops.elu_backward)
+    _op_backward = staticmethod(ops.elu_backward)
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
+@register_layer
 class Softplus(_Activation):
     """``log(1 + e^{βx}) / β``, and ``x`` itself where ``βx > threshold`` (as PyTorch)."""
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        self.beta = _number("Softplus", "beta", beta)
+        self.beta = number("Softplus", "beta", beta)
         if self.beta <= 0:
             raise ValueError(f"Softplus: beta must be a positive number. Received: {beta!r}.")
-        self.threshold = _number("Softplus", "threshold", threshold)
+        self.threshold = number("Softplus", "threshold", threshold)
 
     def _forward(self, x):
         return ops.softplus_forward(x, self.beta, self.threshold)
 
-    _backward = staticmethod(ops.softplus_backward)
+    _op_backward = staticmethod(ops.softplus_backward)
 
     def get_config(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold}
 
 
+@register_layer
 class Softmax(_Activation):
     """``e^x / Σ e^x`` along ``axis`` (the class axis 1 of channels-first data by default)."""
 
@@ -131,12 +123,13 @@ class Softmax(_Activation):
     def _forward(self, x):
         return ops.softmax_forward(x, _check_axis(self, x, self.axis))
 
-    _backward = staticmethod(ops.softmax_backward)
+    _op_backward = staticmethod(ops.softmax_backward)
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
 
+@register_layer
 class LogSoftmax(_Activation):
     """``x - log Σ e^x`` along ``axis`` (feed it to a negative log-likelihood)."""
 
@@ -147,21 +140,10 @@ class LogSoftmax(_Activation):
     def _forward(self, x):
         return ops.log_softmax_forward(x, _check_axis(self, x, self.axis))
 
-    _backward = staticmethod(ops.log_softmax_backward)
+    _op_backward = staticmethod(ops.log_softmax_backward)
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
-
-
-def _number(cls: str, arg: str, value: Any) -> float:
-    """A finite real ``value`` as a Python float (so that float32 inputs stay float32)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{cls}: {arg} must be a number. Received: {value!r}.")
-    if not np.isfinite(value):
-        raise ValueError(f"{cls}: {arg} must be finite. Received: {value!r}.")
-    return float(value)
 
 
 def _axis(cls: str, axis: Any) -> int:

@@ -1,17 +1,33 @@
 """Parameter and Layer: the state that the pure ops in ``deltanet.ops`` do not keep.
 
-A layer owns its ``Parameter``s (``.data`` and the accumulated ``.grad``) and the cache that its
-forward pass leaves for the backward pass. ``layer(x)`` runs forward; ``layer.backward(dy)``
-returns ``dx`` and *adds* into each parameter's ``.grad``, so gradients of several backward
-passes accumulate until ``zero_grad()``, as in PyTorch.
+A layer owns its ``Parameter``s (``.data`` and the accumulated ``.grad``), its sub-layers and
+the cache that its forward pass leaves for the backward pass. ``layer(x)`` runs forward;
+``layer.backward(dy)`` returns ``dx`` and *adds* into each parameter's ``.grad``, so gradients
+of several backward passes accumulate until ``zero_grad()``, as in PyTorch.
+
+**One layer tree.** Assigning a ``Layer`` (or a list of layers, kept as a ``LayerList``) or a
+``Parameter`` to an attribute registers it, in assignment order, as Chainer's ``Link`` and
+PyTorch's ``Module`` do. Everything that walks a model (``children``, ``named_layers``,
+``named_parameters``, ``named_buffers``, ``state_dict``, ``train``/``eval``, ``output_shape``)
+reads these two registries and nothing else, so a custom block is seen exactly like a built-in
+container.
+
+**One layer contract.** ``forward(x)`` validates ``x`` (``_check_input``), runs the layer's own
+``_forward(x) -> (y, cache)`` and keeps the cache and the output's shape; ``backward(dy, *,
+input_grad=True)`` checks that ``dy`` has that shape, then runs ``_backward(dy, cache,
+input_grad) -> dx``. ``input_grad=False`` (a network's first layer, whose input is data) lets a
+layer skip δx; a layer without parameters then has nothing to do at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from deltanet.layers.validate import check_float_input
 
 
 class Parameter:
@@ -41,79 +57,129 @@ class Parameter:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
 
 
+_NO_OUTPUT = None  # the output shape before any forward pass
+
+
 class Layer:
-    """Base class: forward/backward with a cache, parameters, train/eval mode, config."""
+    """Base class: the layer tree, the forward/backward contract, train/eval mode, config."""
+
+    # Class-level defaults, so a subclass that assigns attributes before ``super().__init__()``
+    # (or forgets it) still has a consistent layer.
+    training: bool = True
+    _cache: Any = None
+    _y_shape: tuple[int, ...] | None = _NO_OUTPUT
 
     def __init__(self) -> None:
-        self.training = True
-        self._cache: Any = None
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_y_shape", _NO_OUTPUT)
 
-    # --- forward / backward -------------------------------------------------------------
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    # --- the registries -------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Register layers, lists of layers and parameters under the attribute's name."""
+        d = self.__dict__
+        layers, params = d.setdefault("_layers", {}), d.setdefault("_parameters", {})
+        layers.pop(name, None)
+        params.pop(name, None)
+        if _is_layer_list(value):
+            value = LayerList(value)
+        if isinstance(value, Layer):
+            layers[name] = value
+        elif isinstance(value, Parameter):
+            params[name] = value
+        object.__setattr__(self, name, value)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+    def __delattr__(self, name: str) -> None:
+        self.__dict__.get("_layers", {}).pop(name, None)
+        self.__dict__.get("_parameters", {}).pop(name, None)
+        object.__delattr__(self, name)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must define backward()")
-
-    def _get_cache(self) -> Any:
-        """The cache of the last forward pass; an error that names the layer when there is none.
-
-        The cache is kept after backward, so one forward may serve several backward passes
-        (a Jacobian takes one per output unit).
-        """
-        if self._cache is None:
-            raise ValueError(
-                f"{self.label()}: backward() called before forward(). "
-                "Run the layer on an input first (layer(x)), then call backward(dy)."
+    def add_layer(self, name: str, layer: Layer) -> None:
+        """Register ``layer`` as a child under ``name`` (containers name children ``0, 1, ...``)."""
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"{self.label()}: a child must be a deltanet Layer. "
+                f"Received for {name!r}: {type(layer).__name__}."
             )
-        return self._cache
+        if not name or "." in name:
+            raise ValueError(
+                f"{self.label()}: a child's name must be non-empty, without dots. "
+                f"Received: {name!r}."
+            )
+        self.__dict__.setdefault("_layers", {})[name] = layer
 
-    # --- parameters ---------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, child)`` for each direct sub-layer, in registration order."""
+        yield from self.__dict__.get("_layers", {}).items()
+
+    def children(self) -> Iterator[Layer]:
+        for _, child in self.named_children():
+            yield child
+
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """``(dotted_name, layer)`` for this layer (name ``prefix``) and every layer below it.
+
+        Pre-order (a container before its children); a layer held twice is listed once.
+        """
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, layer = stack.pop()
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            yield name, layer
+            kids = [(f"{name}.{k}" if name else k, c) for k, c in layer.named_children()]
+            stack.extend(reversed(kids))
+
+    def layers_tree(self) -> list[Layer]:
+        """This layer and every layer below it, pre-order (``named_layers`` without names)."""
+        return [layer for _, layer in self.named_layers()]
+
+    # --- parameters and buffers -----------------------------------------------------------
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """``(dotted_name, Parameter)`` of this layer and its sub-layers, in definition order."""
-        for attr, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + attr, value
-        for sub_prefix, sub in self._children(prefix):
-            yield from sub.named_parameters(sub_prefix)
+        """``(dotted_name, Parameter)`` of this layer and its sub-layers, in definition order.
+
+        A parameter shared by two layers is listed once (so an optimizer steps it once).
+        """
+        seen: set[int] = set()
+        for name, layer in self.named_layers(prefix):
+            for attr, p in layer.__dict__.get("_parameters", {}).items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{name}.{attr}" if name else attr), p
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
+
+    def has_parameters(self) -> bool:
+        """Whether this layer or one below it owns a ``Parameter``."""
+        return next(self.named_parameters(), None) is not None
 
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
 
     def buffers(self) -> dict[str, np.ndarray]:
-        """Non-trainable state saved with the weights (batch norm's running statistics)."""
+        """This layer's own non-trainable state saved with the weights (batch-norm statistics)."""
         return {}
 
     def load_buffers(self, buffers: dict[str, np.ndarray]) -> None:
         if buffers:
             raise ValueError(f"{self.label()}: has no buffers. Received: {sorted(buffers)}.")
 
-    def _children(self, prefix: str) -> Iterator[tuple[str, Layer]]:
-        """``(dotted_prefix, sub_layer)`` for attributes that hold layers or lists of layers."""
-        for attr, value in vars(self).items():
-            if isinstance(value, Layer):
-                yield f"{prefix}{attr}.", value
-            elif isinstance(value, list) and value and all(isinstance(v, Layer) for v in value):
-                for i, sub in enumerate(value):
-                    yield f"{prefix}{i}.", sub
-
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        for name, value in self.buffers().items():
-            yield prefix + name, value
-        for sub_prefix, sub in self._children(prefix):
-            yield from sub.named_buffers(sub_prefix)
+        for name, layer in self.named_layers(prefix):
+            for attr, value in layer.buffers().items():
+                yield (f"{name}.{attr}" if name else attr), value
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and buffers by dotted name, as PyTorch names them (``0.weight``, ...)."""
         state = {name: p.data for name, p in self.named_parameters()}
-        state.update(self.named_buffers())
+        for name, value in self.named_buffers():
+            if name in state:  # two registries may never share a name: that would lose data
+                raise ValueError(f"{self.label()}: the name {name!r} is used twice.")
+            state[name] = value
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -133,32 +199,91 @@ class Layer:
                 )
         for name, p in self.named_parameters():
             p.data[...] = state[name]
-        self._load_buffers_tree("", state)
-
-    def _load_buffers_tree(self, prefix: str, state: dict[str, np.ndarray]) -> None:
-        own = {name: state[prefix + name] for name in self.buffers()}
-        self.load_buffers(own)
-        for sub_prefix, sub in self._children(prefix):
-            sub._load_buffers_tree(sub_prefix, state)
-
-    def sublayers(self) -> list[Layer]:
-        """Direct sub-layers (for containers); empty for a plain layer."""
-        return []
+        for name, layer in self.named_layers():
+            own = {k: state[f"{name}.{k}" if name else k] for k in layer.buffers()}
+            layer.load_buffers(own)
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    # --- modes --------------------------------------------------------------------------
+    # --- modes ----------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
-        self.training = mode
-        for sub in self.sublayers():
-            sub.train(mode)
+        """Training mode (``mode=True``) or evaluation mode for this layer and every one below."""
+        for layer in self.layers_tree():
+            layer.training = bool(mode)
         return self
 
     def eval(self) -> Layer:
         return self.train(False)
 
-    # --- config -------------------------------------------------------------------------
+    # --- forward / backward ---------------------------------------------------------------
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Validate ``x``, run ``_forward`` and keep its cache for ``backward``."""
+        x = self._check_input(x)
+        y, cache = self._forward(x)
+        self._cache, self._y_shape = cache, y.shape
+        return y
+
+    def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """δ of the output -> δ of the input; adds into each parameter's ``.grad``.
+
+        ``input_grad=False`` returns None and lets the layer skip δx (PyTorch skips it the same
+        way for an input that needs no gradient).
+        """
+        cache = self._get_cache()
+        if not isinstance(dy, np.ndarray) or dy.shape != self._y_shape:
+            received = dy.shape if isinstance(dy, np.ndarray) else type(dy).__name__
+            raise ValueError(
+                f"{self.label()}: expected dy of shape {self._y_shape} (the output of forward). "
+                f"Received: {received}."
+            )
+        if not input_grad and not self.has_parameters():
+            return None  # nothing to accumulate and no δx wanted
+        dx = self._backward(dy, cache, input_grad)
+        return dx if input_grad else None
+
+    def _check_input(self, x: Any) -> np.ndarray:
+        """The input check every forward runs; layers narrow it (rank, channels, dtype)."""
+        return check_float_input(self, x)
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``x -> (y, cache)``: the layer's own forward pass, on a validated input."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define _forward(x) -> (y, cache) "
+            "(or override forward and backward)."
+        )
+
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray | None:
+        """``(dy, cache) -> dx``, adding into the parameters' ``.grad``; dx may be None when
+        ``input_grad`` is False."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define _backward(dy, cache, input_grad) -> dx "
+            "(or override forward and backward)."
+        )
+
+    def _get_cache(self) -> Any:
+        """The cache of the last forward pass; an error that names the layer when there is none.
+
+        The cache is kept after backward, so one forward may serve several backward passes
+        (a Jacobian takes one per output unit).
+        """
+        if self._y_shape is _NO_OUTPUT and self._cache is None:
+            raise ValueError(
+                f"{self.label()}: backward() called before forward(). "
+                "Run the layer on an input first (layer(x)), then call backward(dy)."
+            )
+        return self._cache
+
+    def clear_cache(self) -> None:
+        """Drop the forward caches of this layer and every layer below it (frees memory)."""
+        for layer in self.layers_tree():
+            object.__setattr__(layer, "_cache", None)
+            object.__setattr__(layer, "_y_shape", _NO_OUTPUT)
+
+    # --- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """JSON-able constructor arguments that rebuild this layer (weights not included)."""
         return {}
@@ -168,22 +293,17 @@ class Layer:
         return cls(**config)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """Shape of the output for an input of ``input_shape`` (batch axis included)."""
+        """Shape of the output for an input of ``input_shape`` (batch axis included).
+
+        Runs a zero input in eval mode (a batch norm would otherwise reject a batch of one),
+        then restores every layer's mode and drops the caches.
+        """
         x = np.zeros(input_shape, dtype=self._dtype_hint())
-        # Every sub-layer in inference mode (a batch norm inside a Sequential would otherwise
-        # reject a batch of one), then each layer's own mode back.
-        layers, stack = [], [self]
-        while stack:
-            layer = stack.pop()
-            layers.append((layer, layer.training))
-            stack.extend(layer.sublayers())
-            layer.training = False
         try:
-            return self.forward(x).shape
+            with mode(self, training=False):
+                return self.forward(x).shape
         finally:
-            for layer, was in layers:
-                layer.training = was
-                layer._cache = None
+            self.clear_cache()
 
     def _dtype_hint(self) -> np.dtype:
         params = self.parameters()
@@ -198,35 +318,63 @@ class Layer:
         return f"{type(self).__name__}({key}={value!r})"
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        kids = list(self.named_children())
+        if not kids:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+            return f"{type(self).__name__}({args})"
+        lines = [f"  ({k}): " + repr(child).replace("\n", "\n  ") for k, child in kids]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
-# --- input validation shared by every layer -----------------------------------------------
+class LayerList(Layer):
+    """A list of layers registered as children ``0, 1, ...`` (so named ``attr.0``, ``attr.1``).
+
+    Assigning a plain list of layers to an attribute makes one, as PyTorch's ``ModuleList``.
+    It has no forward of its own: the layer that holds it decides how its items are used.
+    """
+
+    def __init__(self, layers: Iterable[Layer] = ()) -> None:
+        super().__init__()
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer: Layer) -> LayerList:
+        if not isinstance(layer, Layer):
+            raise TypeError(
+                f"LayerList.append: expected a deltanet Layer. Received: {type(layer).__name__}."
+            )
+        self.add_layer(str(len(self)), layer)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.__dict__.get("_layers", {}))
+
+    def __iter__(self) -> Iterator[Layer]:
+        return self.children()
+
+    def __getitem__(self, index: int) -> Layer:
+        return list(self.children())[index]
+
+    def label(self) -> str:
+        return f"{type(self).__name__}({len(self)} layers)"
 
 
-def check_float_input(layer: Layer, x: Any) -> np.ndarray:
-    """``x`` must be a floating-point ``numpy.ndarray``; otherwise a TypeError naming the layer."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(
-            f"{layer.label()}: expected a numpy.ndarray of floats. Received: {type(x).__name__}."
-        )
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(
-            f"{layer.label()}: expected a floating-point array (float32 or float64). "
-            f"Received dtype: {x.dtype}."
-        )
-    return x
+def _is_layer_list(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(isinstance(v, Layer) for v in value)
+    )
 
 
-def check_input(layer: Layer, x: Any, spatial_dims: int, channels: int | None) -> np.ndarray:
-    """Validate a channels-first input ``(N, C, *spatial)`` of ``spatial_dims`` spatial axes."""
-    x = check_float_input(layer, x)
-    names = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}[spatial_dims]
-    c = "C" if channels is None else str(channels)
-    expected = "(N, " + ", ".join((c, *names)) + ")"
-    if x.ndim != 2 + spatial_dims or (channels is not None and x.shape[1] != channels):
-        raise ValueError(
-            f"{layer.label()}: expected input of shape {expected}. Received: {x.shape}."
-        )
-    return x
+@contextmanager
+def mode(model: Layer, training: bool) -> Iterator[None]:
+    """Switch ``model`` to train or eval mode, and back to each layer's own mode afterwards."""
+    layers = model.layers_tree()
+    saved = [layer.training for layer in layers]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for layer, was in zip(layers, saved):
+            layer.training = was

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from deltanet.init import RngLike
-from deltanet.layers.base import Layer, check_float_input
+from deltanet.layers.base import Layer
 from deltanet.layers.conv import ConvND
 from deltanet.layers.dense import Dense
+from deltanet.layers.registry import register_layer
 from deltanet.ops.binary import (
     SCALINGS,
     approx_sign_backward,
@@ -49,6 +50,7 @@ def _check_scaling(where: str, scaling: Any) -> str:
     return str(scaling)
 
 
+@register_layer
 class QActivation(Layer):
     """Quantize activations to ``act_bit`` bits: 1 is ``sign`` (STE), 32 the identity.
 
@@ -66,18 +68,13 @@ class QActivation(Layer):
             )
         self.approx = approx
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_float_input(self, x)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         if self.approx:
-            y, cache = approx_sign_forward(x)
-            self._cache = (approx_sign_backward, cache)
-        else:
-            y, cache = quantize_act_forward(x, self.act_bit)
-            self._cache = (quantize_act_backward, cache)
-        return y
+            return approx_sign_forward(x)
+        return quantize_act_forward(x, self.act_bit)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        op, cache = self._get_cache()
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        op = approx_sign_backward if self.approx else quantize_act_backward
         return op(dy, cache)[0]
 
     def get_config(self) -> dict[str, Any]:
@@ -109,6 +106,7 @@ class _Quantized:
         return {"act_bit": self.act_bit, "weight_bit": self.weight_bit, "scaling": self.scaling}
 
 
+@register_layer
 class QDense(_Quantized, Dense):
     """Quantized fully connected layer: x (N, in_features) -> y (N, out_features).
 
@@ -130,28 +128,17 @@ class QDense(_Quantized, Dense):
         self._setup_quant(f"QDense(in_features={in_features!r})", act_bit, weight_bit, scaling)
         super().__init__(in_features, out_features, bias, rng=rng, dtype=dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """x: (N, in_features) -> y: (N, out_features)."""
-        Dense.forward(self, x)  # validation only; its cache is replaced below
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """x: (N, in_features) -> y: (N, out_features); the input was checked as ``Dense``'s."""
         xq, ca = quantize_act_forward(x, self.act_bit)
         wq, cw = quantize_weight_forward(self.weight.data, self.weight_bit, self.scaling)
         b = None if self.bias is None else self.bias.data
         y, cd = dense_forward(xq, wq, b)
-        self._cache = (cd, ca, cw)
-        return y
+        return y, (cd, ca, cw)
 
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad.
-
-        ``input_grad=False`` skips δx (returns None), as ``Dense``.
-        """
-        cd, ca, cw = self._get_cache()
-        n = cd[0].shape[0]
-        if not isinstance(dy, np.ndarray) or dy.shape != (n, self.out_features):
-            raise ValueError(
-                f"{self.label()}: expected dy of shape ({n}, {self.out_features}). "
-                f"Received: {getattr(dy, 'shape', type(dy).__name__)}."
-            )
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray | None:
+        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad."""
+        cd, ca, cw = cache
         dxq, dwq, db = dense_backward(dy, cd, input_grad)
         self.weight.grad += quantize_weight_backward(dwq, cw)[0]
         if self.bias is not None:
@@ -177,6 +164,7 @@ def _qconv_backward(dy: np.ndarray, cache: tuple, input_grad: bool = True) -> tu
     return dx, quantize_weight_backward(dwq, cw)[0], db
 
 
+@register_layer
 class QConvND(_Quantized, ConvND):
     """Quantized convolution over ``ndim`` spatial dims; arguments as ``ConvND`` plus
     ``act_bit``, ``weight_bit`` and ``scaling``: ``y = q_a(x) ⋆ (alpha q_w(W)) + b``.
@@ -208,7 +196,7 @@ class QConvND(_Quantized, ConvND):
             rng=rng, dtype=dtype,
         )  # fmt: skip
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         """(N, in_channels, *spatial) -> (N, out_channels, *out)."""
         hyper = (self.stride, self.padding, self.dilation, self.groups)
         quant = (self.act_bit, self.weight_bit, self.scaling)
@@ -218,19 +206,22 @@ class QConvND(_Quantized, ConvND):
         return {**ConvND.get_config(self), **self._quant_config()}
 
 
+@register_layer
 class QConv1D(QConvND):
     """1-D quantized convolution: x (N, C, L)."""
 
-    ndim = 1
+    spatial_dims = 1
 
 
+@register_layer
 class QConv2D(QConvND):
     """2-D quantized convolution: x (N, C, H, W)."""
 
-    ndim = 2
+    spatial_dims = 2
 
 
+@register_layer
 class QConv3D(QConvND):
     """3-D quantized convolution: x (N, C, D, H, W)."""
 
-    ndim = 3
+    spatial_dims = 3

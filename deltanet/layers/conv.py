@@ -1,6 +1,6 @@
 """Convolution layers for any number of spatial dims: one ``ConvND``, one ``ConvTransposeND``.
 
-``Conv1D``/``Conv2D``/``Conv3D`` (and the transposed ones) only fix ``ndim``, the number of
+``Conv1D``/``Conv2D``/``Conv3D`` (and the transposed ones) only fix ``spatial_dims``, the number of
 spatial dims; the math lives in ``deltanet.ops.conv``. Arguments, weight layouts and the default
 initialisation follow PyTorch's ``nn.Conv*d`` / ``nn.ConvTranspose*d``, so weights move 1:1.
 """
@@ -14,72 +14,57 @@ from typing import Any, ClassVar
 import numpy as np
 
 from deltanet.init import RngLike, as_rng, torch_default
-from deltanet.layers.base import Layer, Parameter, check_input
+from deltanet.layers.base import Layer, Parameter
+from deltanet.layers.registry import register_layer
+from deltanet.layers.validate import (
+    check_input,
+    check_weight_dtype,
+    conv_padding,
+    flag,
+    float_dtype,
+    int_tuple,
+    positive_int,
+)
 from deltanet.ops.conv import (
     conv_backward,
     conv_forward,
     conv_transpose_backward,
     conv_transpose_forward,
 )
-from deltanet.ops.window import as_tuple, resolve_padding
 
 IntOrTuple = int | Sequence[int]
-
-
-def _positive_int(where: str, name: str, value: Any) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {name} must be a positive int. Received: {value!r}.")
-    if value < 1:
-        raise ValueError(f"{where}: {name} must be a positive int. Received: {value!r}.")
-    return int(value)
-
-
-def _int_tuple(where: str, name: str, value: Any, ndim: int, low: int) -> tuple[int, ...]:
-    """``as_tuple`` with the layer named in its errors, and every entry ``>= low``."""
-    try:
-        values = as_tuple(value, ndim, name)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{where}: {err}") from None
-    if min(values) < low:
-        kind = "positive" if low > 0 else "non-negative"
-        raise ValueError(f"{where}: {name} must be {kind}. Received: {value!r}.")
-    return values
 
 
 class _ConvBase(Layer):
     """What convolution and transposed convolution layers share: validation, init, backward."""
 
-    ndim: ClassVar[int] = 0
+    spatial_dims: ClassVar[int] = 0  # set by the 1D/2D/3D classes
     _backward_op: ClassVar[Any]
+
+    @property
+    def ndim(self) -> int:
+        """The number of spatial dims (``spatial_dims``; the name PyTorch's ``_ConvNd`` uses)."""
+        return self.spatial_dims
 
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype):
         """Validate and store the arguments both layer kinds take; return the name for errors."""
         cls = type(self).__name__
-        if self.ndim not in (1, 2, 3):
+        if self.spatial_dims not in (1, 2, 3):
             raise TypeError(f"{cls} has no number of spatial dims: use the 1D, 2D or 3D class.")
         where = f"{cls}(in_channels={in_channels!r})"
-        self.in_channels = _positive_int(where, "in_channels", in_channels)
-        self.out_channels = _positive_int(where, "out_channels", out_channels)
-        self.kernel_size = _int_tuple(where, "kernel_size", kernel_size, self.ndim, 1)
-        self.stride = _int_tuple(where, "stride", stride, self.ndim, 1)
-        self.dilation = _int_tuple(where, "dilation", dilation, self.ndim, 1)
-        self.groups = _positive_int(where, "groups", groups)
+        self.in_channels = positive_int(where, "in_channels", in_channels)
+        self.out_channels = positive_int(where, "out_channels", out_channels)
+        self.kernel_size = int_tuple(where, "kernel_size", kernel_size, self.spatial_dims, 1)
+        self.stride = int_tuple(where, "stride", stride, self.spatial_dims, 1)
+        self.dilation = int_tuple(where, "dilation", dilation, self.spatial_dims, 1)
+        self.groups = positive_int(where, "groups", groups)
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"{where}: groups must divide in_channels and out_channels. Received: "
                 f"groups={groups}, in_channels={in_channels}, out_channels={out_channels}."
             )
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"{where}: bias must be True or False. Received: {bias!r}.")
-        try:
-            self.dtype = None if dtype is None else np.dtype(dtype)
-        except TypeError:
-            self.dtype = None
-        if self.dtype is None or not np.issubdtype(self.dtype, np.floating):
-            raise TypeError(
-                f"{where}: dtype must be a floating-point type (float32 or float64). "
-                f"Received: {dtype!r}."
-            )
+        flag(where, "bias", bias)
+        self.dtype = float_dtype(where, dtype)
         return where
 
     def _init_params(self, where: str, shape, fan_in: int, bias: bool, rng: RngLike) -> None:
@@ -92,35 +77,22 @@ class _ConvBase(Layer):
         b = torch_default((self.out_channels,), fan_in, rng, self.dtype) if bias else None
         self.bias = Parameter(b, "bias") if bias else None
 
-    def _run(self, op, x: np.ndarray, *hyper) -> np.ndarray:
-        """Validate ``x``, run the forward op, keep the cache; op errors get the layer's name."""
-        x = check_input(self, x, self.ndim, self.in_channels)
-        if x.dtype != self.weight.dtype:
-            raise TypeError(
-                f"{self.label()}: input dtype {x.dtype} does not match the weight dtype "
-                f"{self.weight.dtype}. Build the layer with dtype=np.{x.dtype} or pass "
-                f"x.astype(np.{self.weight.dtype})."
-            )
+    def _check_input(self, x: Any) -> np.ndarray:
+        x = check_input(self, x, self.spatial_dims, self.in_channels)
+        check_weight_dtype(self, x, self.weight.dtype)
+        return x
+
+    def _run(self, op: Any, x: np.ndarray, *hyper: Any) -> tuple[np.ndarray, Any]:
+        """Run the forward op; its errors (an input too small for the kernel) get our name."""
         b = self.bias.data if self.bias is not None else None
         try:
-            y, cache = op(x, self.weight.data, b, *hyper)
+            return op(x, self.weight.data, b, *hyper)
         except ValueError as err:
             msg = str(err).removeprefix("conv: ").removeprefix("conv_transpose: ")
             raise ValueError(f"{self.label()}: {msg}") from None
-        self._cache = (cache, y.shape)
-        return y
 
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """``dy (N, C_out, *out)`` -> ``dx (N, C_in, *in)``; adds into weight.grad / bias.grad.
-
-        ``input_grad=False`` skips δx (returns None): a network's first layer needs none.
-        """
-        cache, y_shape = self._get_cache()
-        if not isinstance(dy, np.ndarray) or dy.shape != y_shape:
-            raise ValueError(
-                f"{self.label()}: expected dy of shape {y_shape} (the output of forward). "
-                f"Received: {getattr(dy, 'shape', type(dy).__name__)}."
-            )
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray | None:
+        """``dy (N, C_out, *out)`` -> ``dx (N, C_in, *in)``; adds into weight.grad / bias.grad."""
         if dy.dtype != self.weight.dtype:
             raise TypeError(
                 f"{self.label()}: dy dtype {dy.dtype} does not match the weight dtype "
@@ -133,8 +105,9 @@ class _ConvBase(Layer):
         return dx
 
 
+@register_layer
 class ConvND(_ConvBase):
-    """Convolution over ``ndim`` spatial dims (cross-correlation, as PyTorch's ``Conv*d``).
+    """Convolution over ``spatial_dims`` spatial dims (cross-correlation, as PyTorch's ``Conv*d``).
 
     x: (N, in_channels, *spatial) -> y: (N, out_channels, *out);
     weight: (out_channels, in_channels/groups, *kernel_size), bias: (out_channels,).
@@ -162,30 +135,12 @@ class ConvND(_ConvBase):
         where = self._setup(
             in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype
         )
-        self.padding = self._check_padding(where, padding)
+        self.padding = conv_padding(where, padding, self.kernel_size, self.stride, self.dilation)
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self._init_params(where, shape, fan_in, bias, rng)
 
-    def _check_padding(self, where: str, padding: Any) -> str | tuple:
-        """``"valid"``/``"same"``, a tuple of ints (symmetric) or a tuple of ``(lo, hi)`` pairs."""
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(
-                    f"{where}: padding must be an int, a tuple, 'valid' or 'same'. "
-                    f"Received: {padding!r}."
-                )
-            return padding
-        try:
-            ones = (1,) * self.ndim
-            pairs = resolve_padding(padding, ones, self.kernel_size, self.stride, self.dilation)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{where}: {err}") from None
-        if all(lo == hi for lo, hi in pairs):
-            return tuple(lo for lo, _ in pairs)
-        return pairs
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         """``y = x ⋆ w + b``: (N, in_channels, *spatial) -> (N, out_channels, *out)."""
         hyper = (self.stride, self.padding, self.dilation, self.groups)
         return self._run(conv_forward, x, *hyper)
@@ -204,8 +159,9 @@ class ConvND(_ConvBase):
         }
 
 
+@register_layer
 class ConvTransposeND(_ConvBase):
-    """Transposed convolution over ``ndim`` spatial dims (PyTorch's ``ConvTranspose*d``).
+    """Transposed convolution over ``spatial_dims`` spatial dims (PyTorch's ``ConvTranspose*d``).
 
     x: (N, in_channels, *in) -> y: (N, out_channels, *out),
     ``out = (in - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1``;
@@ -235,11 +191,13 @@ class ConvTransposeND(_ConvBase):
         )
         if isinstance(padding, str):
             raise ValueError(
-                f"{where}: padding must be an int or a tuple of {self.ndim} ints "
+                f"{where}: padding must be an int or a tuple of {self.spatial_dims} ints "
                 f"('valid' and 'same' are for convolution). Received: {padding!r}."
             )
-        self.padding = _int_tuple(where, "padding", padding, self.ndim, 0)
-        self.output_padding = _int_tuple(where, "output_padding", output_padding, self.ndim, 0)
+        self.padding = int_tuple(where, "padding", padding, self.spatial_dims, 0)
+        self.output_padding = int_tuple(
+            where, "output_padding", output_padding, self.spatial_dims, 0
+        )
         if any(
             op >= s and op >= d for op, s, d in zip(self.output_padding, self.stride, self.dilation)
         ):
@@ -253,7 +211,7 @@ class ConvTransposeND(_ConvBase):
         shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
         self._init_params(where, shape, fan_in, bias, rng)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         """The adjoint of convolution: (N, in_channels, *in) -> (N, out_channels, *out)."""
         hyper = (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
         return self._run(conv_transpose_forward, x, *hyper)
@@ -273,37 +231,43 @@ class ConvTransposeND(_ConvBase):
         }
 
 
+@register_layer
 class Conv1D(ConvND):
     """1D convolution: x (N, C, L)."""
 
-    ndim = 1
+    spatial_dims = 1
 
 
+@register_layer
 class Conv2D(ConvND):
     """2D convolution: x (N, C, H, W)."""
 
-    ndim = 2
+    spatial_dims = 2
 
 
+@register_layer
 class Conv3D(ConvND):
     """3D convolution: x (N, C, D, H, W)."""
 
-    ndim = 3
+    spatial_dims = 3
 
 
+@register_layer
 class ConvTranspose1D(ConvTransposeND):
     """1D transposed convolution: x (N, C, L)."""
 
-    ndim = 1
+    spatial_dims = 1
 
 
+@register_layer
 class ConvTranspose2D(ConvTransposeND):
     """2D transposed convolution: x (N, C, H, W)."""
 
-    ndim = 2
+    spatial_dims = 2
 
 
+@register_layer
 class ConvTranspose3D(ConvTransposeND):
     """3D transposed convolution: x (N, C, D, H, W)."""
 
-    ndim = 3
+    spatial_dims = 3

@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 
 from deltanet.init import RngLike, as_rng
-from deltanet.layers.base import Layer, check_float_input
+from deltanet.layers.base import Layer
+from deltanet.layers.registry import register_layer
 from deltanet.ops.dropout import dropout_backward, dropout_forward
 
 
+@register_layer
 class Dropout(Layer):
     """Zero each value with probability ``p`` while training, scaling the rest by 1/(1-p).
 
@@ -27,16 +29,13 @@ class Dropout(Layer):
         self.p = float(p)
         self.rng = as_rng(rng)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_float_input(self, x)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         if self.training and self.p > 0:
-            y, self._cache = dropout_forward(x, self.p, self.rng)
-        else:  # eval mode: the identity (the scale was already applied while training)
-            y, self._cache = x, (None,)
-        return y
+            return dropout_forward(x, self.p, self.rng)
+        return x, (None,)  # eval mode: the identity (the scale was already applied while training)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = dropout_backward(dy, self._get_cache())
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = dropout_backward(dy, cache)
         return dx
 
     def get_config(self) -> dict[str, Any]:

@@ -8,23 +8,20 @@ Eval mode normalises with the running statistics, or with the batch's when they 
 The running statistics are buffers, not Parameters: ``buffers()`` lists them for saving and
 ``load_buffers()`` restores them.
 
-Data-parallel training (``fit(..., distributed=True)``): by default each rank normalises with
-the statistics of its own shard (as PyTorch's ``BatchNorm`` under DDP) and ``fit`` averages the
-running statistics over the ranks after each epoch. ``sync_batch_norm=True`` sets ``allreduce``
-on every batch-norm layer (a callable that sums an array over the ranks in place, as
-``torch.nn.SyncBatchNorm``): the mean and variance are then those of the whole global batch,
-and N ranks reach the weights of one process exactly, at the price of three small allreduces
-per layer and step.
+Data-parallel training: ``deltanet.distributed.SyncBatchNorm`` is this layer with the
+statistics of the whole global batch; it overrides ``_batch_stats_forward`` and
+``_batch_stats_backward``, the two places where the batch's statistics are computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from deltanet.layers.base import Layer, Parameter, check_float_input
+from deltanet.layers.base import Layer, Parameter
+from deltanet.layers.registry import register_layer
+from deltanet.layers.validate import SPATIAL_NAMES, check_float_input
 from deltanet.ops.norm import (
     batch_norm_backward,
     batch_norm_forward,
@@ -33,9 +30,8 @@ from deltanet.ops.norm import (
     batch_norm_stats,
 )
 
-_SPATIAL_NAMES = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
-
+@register_layer
 class BatchNormND(Layer):
     """Batch normalisation over N and the spatial axes, per channel (axis 1).
 
@@ -67,8 +63,6 @@ class BatchNormND(Layer):
         self.running_mean = np.zeros(c, self.dtype) if track_running_stats else None
         self.running_var = np.ones(c, self.dtype) if track_running_stats else None
         self.num_batches_tracked = 0 if track_running_stats else None
-        # Sums an array over data-parallel ranks in place; None: statistics of this rank's batch.
-        self.allreduce: Callable[[np.ndarray], np.ndarray] | None = None
 
     def _validate(self, num_features, eps, momentum, affine, track_running_stats, dtype) -> None:
         name = type(self).__name__
@@ -97,51 +91,59 @@ class BatchNormND(Layer):
                 raise TypeError(f"{name}: {key} must be a bool. Received: {key}={flag!r}.")
 
     # --- forward / backward ---------------------------------------------------------------
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = self._check(x)
-        gamma, beta = self._affine(x.dtype)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        gamma, beta = self.affine_params(x.dtype)
         if not self.training and self.track_running_stats:
             y, cache = batch_norm_inference(
                 x, gamma, beta, self.running_mean, self.running_var, self.eps
             )
-            self._cache = (False, cache)
-            return y
-        if self.allreduce is not None:
-            y, cache = sync_batch_norm_forward(x, gamma, beta, self.eps, self.allreduce)
-            m = cache[-1]
-        else:
-            m = x.size // x.shape[1]
-        if m < 2:  # PyTorch's check: one value per channel has no variance to normalise by
-            raise ValueError(
-                f"{self.label()}: expected more than 1 value per channel when training "
-                f"(N * spatial size > 1, over all ranks when synchronised). "
-                f"Received: input of shape {x.shape}."
-            )
-        if self.allreduce is None:
-            y, cache = batch_norm_forward(x, gamma, beta, self.eps)
-            mean, var = batch_norm_stats(cache)
-            self._cache = (True, cache)
-        else:
-            mean, var = cache[3], cache[4] * (m / (m - 1))
-            self._cache = ("sync", cache)
+            return y, (False, cache)
+        y, cache, mean, var_unbiased = self._batch_stats_forward(x, gamma, beta)
         if self.track_running_stats:
-            self._update_running_stats(mean, var)
-        return y
+            self._update_running_stats(mean, var_unbiased)
+        return y, (True, cache)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        batch_stats, cache = self._get_cache()
-        if batch_stats == "sync":
-            dx, dgamma, dbeta = sync_batch_norm_backward(dy, cache)
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        batch_stats, op_cache = cache
+        if batch_stats:
+            dx, dgamma, dbeta = self._batch_stats_backward(dy, op_cache)
         else:
-            op = batch_norm_backward if batch_stats else batch_norm_inference_backward
-            dx, dgamma, dbeta = op(dy, cache)
+            dx, dgamma, dbeta = batch_norm_inference_backward(dy, op_cache)
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
         return dx
 
-    def _affine(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-        """gamma and beta in the input's dtype (ones and zeros when not affine)."""
+    def _batch_stats_forward(
+        self, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
+    ) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray]:
+        """Normalise with the batch's statistics: ``(y, cache, mean, unbiased variance)``.
+
+        The one place that computes them (``SyncBatchNorm`` overrides it with the global batch).
+        """
+        self._check_values_per_channel(x, x.size // x.shape[1])
+        y, cache = batch_norm_forward(x, gamma, beta, self.eps)
+        mean, var_unbiased = batch_norm_stats(cache)
+        return y, cache, mean, var_unbiased
+
+    def _batch_stats_backward(
+        self, dy: np.ndarray, cache: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Backward of ``_batch_stats_forward``: ``(dx, dgamma, dbeta)``."""
+        return batch_norm_backward(dy, cache)
+
+    def _check_values_per_channel(self, x: np.ndarray, m: int) -> None:
+        """PyTorch's check: one value per channel has no variance to normalise by."""
+        if m < 2:
+            raise ValueError(
+                f"{self.label()}: expected more than 1 value per channel when training "
+                f"(N * spatial size > 1, over all ranks when synchronised). "
+                f"Received: input of shape {x.shape}."
+            )
+
+    def affine_params(self, dtype: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """gamma and beta in ``dtype`` (the layer's by default); ones and zeros when not affine."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
         if not self.affine:
             return np.ones(self.num_features, dtype), np.zeros(self.num_features, dtype)
         return self.weight.data.astype(dtype, copy=False), self.bias.data.astype(dtype, copy=False)
@@ -160,10 +162,10 @@ class BatchNormND(Layer):
         c = str(self.num_features)
         if self.spatial_ranks is None:
             return f"(N, {c}, *spatial)"
-        shapes = ["(" + ", ".join(("N", c, *_SPATIAL_NAMES[r])) + ")" for r in self.spatial_ranks]
+        shapes = ["(" + ", ".join(("N", c, *SPATIAL_NAMES[r])) + ")" for r in self.spatial_ranks]
         return " or ".join(shapes)
 
-    def _check(self, x: Any) -> np.ndarray:
+    def _check_input(self, x: Any) -> np.ndarray:
         x = check_float_input(self, x)
         ranks = self.spatial_ranks
         rank_ok = x.ndim >= 2 and (ranks is None or x.ndim - 2 in ranks)
@@ -175,7 +177,7 @@ class BatchNormND(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The input's shape (validated without running, so a batch of 1 is fine here)."""
-        self._check(np.empty(input_shape, self.dtype))
+        self._check_input(np.empty(input_shape, self.dtype))
         return tuple(input_shape)
 
     # --- buffers and config ---------------------------------------------------------------
@@ -222,67 +224,21 @@ class BatchNormND(Layer):
         return self.dtype
 
 
-def sync_batch_norm_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, allreduce: Callable
-) -> tuple[np.ndarray, tuple]:
-    """Batch norm with the statistics of the batch spread over the ranks. x: (N, C, *spatial).
-
-    ``allreduce`` sums an array over the ranks in place. Two passes, as in
-    ``batch_norm_forward`` (no cancellation): the global sum and count give the mean, then the
-    global sum of squared deviations the biased variance. cache = ``(x_hat, gamma, inv_std,
-    mean, var, allreduce, m)`` with ``m`` the global number of values per channel.
-    """
-    c, axes = x.shape[1], (0, *range(2, x.ndim))
-    shape = (1, c) + (1,) * (x.ndim - 2)
-    sums = np.append(x.sum(axis=axes, dtype=np.float64), x.size // c)
-    allreduce(sums)
-    m = int(sums[c])
-    mean = (sums[:c] / max(m, 1)).astype(x.dtype)
-    xc = x - mean.reshape(shape)
-    squares = np.sum(xc * xc, axis=axes, dtype=np.float64)
-    allreduce(squares)
-    var = (squares / max(m, 1)).astype(x.dtype)
-    inv_std = (1 / np.sqrt(var + eps)).reshape(shape)
-    x_hat = xc * inv_std
-    gamma = gamma.astype(x.dtype, copy=False)
-    y = x_hat * gamma.reshape(shape) + beta.astype(x.dtype, copy=False).reshape(shape)
-    return y, (x_hat, gamma, inv_std, mean, var, allreduce, m)
-
-
-def sync_batch_norm_backward(
-    dy: np.ndarray, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of ``sync_batch_norm_forward``: (dx like x, dgamma (C,), dbeta (C,)) of this rank.
-
-    ``dx = (gamma / sigma) * (dy - Dbeta / m - x_hat * Dgamma / m)`` as in
-    ``batch_norm_backward``, where ``Dbeta``, ``Dgamma`` and ``m`` run over every rank's batch
-    (the mean and variance depend on all of them); dgamma and dbeta stay this rank's sums,
-    which the gradient allreduce adds up.
-    """
-    x_hat, gamma, inv_std, _, _, allreduce, m = cache
-    c, axes = dy.shape[1], (0, *range(2, dy.ndim))
-    shape = (1, c) + (1,) * (dy.ndim - 2)
-    dbeta = dy.sum(axis=axes)
-    dgamma = np.sum(dy * x_hat, axis=axes)
-    total = np.concatenate([dbeta, dgamma]).astype(np.float64)
-    allreduce(total)
-    mean_dbeta, mean_dgamma = (total[:c] / m).astype(dy.dtype), (total[c:] / m).astype(dy.dtype)
-    centred = dy - mean_dbeta.reshape(shape) - x_hat * mean_dgamma.reshape(shape)
-    return centred * (gamma.reshape(shape) * inv_std), dgamma, dbeta
-
-
+@register_layer
 class BatchNorm1D(BatchNormND):
     """Batch normalisation of ``(N, C)`` or ``(N, C, L)`` inputs (``torch.nn.BatchNorm1d``)."""
 
     spatial_ranks = (0, 1)
 
 
+@register_layer
 class BatchNorm2D(BatchNormND):
     """Batch normalisation of ``(N, C, H, W)`` inputs (``torch.nn.BatchNorm2d``)."""
 
     spatial_ranks = (2,)
 
 
+@register_layer
 class BatchNorm3D(BatchNormND):
     """Batch normalisation of ``(N, C, D, H, W)`` inputs (``torch.nn.BatchNorm3d``)."""
 

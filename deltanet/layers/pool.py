@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.layers.base import Layer, check_float_input, check_input
+from deltanet.layers.base import Layer
+from deltanet.layers.registry import register_layer
+from deltanet.layers.validate import check_float_input, check_input, flag, int_tuple
 from deltanet.ops.pool import (
     avg_pool_backward,
     avg_pool_forward,
@@ -21,18 +23,8 @@ from deltanet.ops.pool import (
     max_pool_backward,
     max_pool_forward,
 )
-from deltanet.ops.window import as_tuple
 
 IntOrTuple = int | Sequence[int]
-
-
-def _op_cache(layer: Layer, dy: Any) -> tuple:
-    """The op's cache of the last forward, once ``dy`` is checked to have the output's shape."""
-    cache, y_shape = layer._get_cache()
-    if not isinstance(dy, np.ndarray) or dy.shape != y_shape:
-        got = dy.shape if isinstance(dy, np.ndarray) else type(dy).__name__
-        raise ValueError(f"{layer.label()}: expected dy of shape {y_shape}. Received: {got}.")
-    return cache
 
 
 class _PoolND(Layer):
@@ -68,21 +60,12 @@ class _PoolND(Layer):
                 f"{name}: padding must be at most half of kernel_size. "
                 f"Received: padding={self.padding}, kernel_size={self.kernel_size}."
             )
-        if not isinstance(ceil_mode, (bool, np.bool_)):
-            raise TypeError(f"{name}: ceil_mode must be a bool. Received: {ceil_mode!r}.")
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = flag(name, "ceil_mode", ceil_mode)
 
     def _tuple(self, value: IntOrTuple, what: str, minimum: int) -> tuple[int, ...]:
-        name = type(self).__name__
-        try:
-            values = as_tuple(value, self.spatial_dims, what)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{name}: {err}") from None
-        if min(values) < minimum:
-            raise ValueError(f"{name}: {what} must be >= {minimum}. Received: {value!r}.")
-        return values
+        return int_tuple(type(self).__name__, what, value, self.spatial_dims, minimum)
 
-    def _check(self, x: Any) -> np.ndarray:
+    def _check_input(self, x: Any) -> np.ndarray:
         """A float ``(N, C, *spatial)`` input that the (dilated) kernel fits into once padded."""
         x = check_input(self, x, self.spatial_dims, None)
         spatial = x.shape[2:]
@@ -108,6 +91,7 @@ class _PoolND(Layer):
         return config
 
 
+@register_layer
 class MaxPoolND(_PoolND):
     """Max pooling over ``spatial_dims`` axes: ``(N, C, *in) -> (N, C, *out)``.
 
@@ -126,24 +110,22 @@ class MaxPoolND(_PoolND):
     ) -> None:
         super().__init__(kernel_size, stride, padding, dilation, ceil_mode, spatial_dims)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = self._check(x)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         # in eval mode the argmax is left for a backward pass to find, if one comes
-        y, cache = max_pool_forward(
+        return max_pool_forward(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
             argmax=self.training,
         )  # fmt: skip
-        self._cache = (cache, y.shape)
-        return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = max_pool_backward(dy, _op_cache(self, dy))
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = max_pool_backward(dy, cache)
         return dx
 
     def get_config(self) -> dict[str, Any]:
         return self._config(dilation=list(self.dilation), ceil_mode=self.ceil_mode)
 
 
+@register_layer
 class AvgPoolND(_PoolND):
     """Mean pooling over ``spatial_dims`` axes: ``(N, C, *in) -> (N, C, *out)``.
 
@@ -161,59 +143,57 @@ class AvgPoolND(_PoolND):
         spatial_dims: int | None = None,
     ) -> None:
         super().__init__(kernel_size, stride, padding, 1, ceil_mode, spatial_dims)
-        if not isinstance(count_include_pad, (bool, np.bool_)):
-            raise TypeError(
-                f"{type(self).__name__}: count_include_pad must be a bool. "
-                f"Received: {count_include_pad!r}."
-            )
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = flag(type(self).__name__, "count_include_pad", count_include_pad)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = self._check(x)
-        y, cache = avg_pool_forward(
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        return avg_pool_forward(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
-        self._cache = (cache, y.shape)
-        return y
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = avg_pool_backward(dy, _op_cache(self, dy))
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = avg_pool_backward(dy, cache)
         return dx
 
     def get_config(self) -> dict[str, Any]:
         return self._config(ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad)
 
 
+@register_layer
 class MaxPool1D(MaxPoolND):
     """Max pooling of ``(N, C, L)``."""
 
     fixed_dims = 1
 
 
+@register_layer
 class MaxPool2D(MaxPoolND):
     """Max pooling of ``(N, C, H, W)``."""
 
     fixed_dims = 2
 
 
+@register_layer
 class MaxPool3D(MaxPoolND):
     """Max pooling of ``(N, C, D, H, W)``."""
 
     fixed_dims = 3
 
 
+@register_layer
 class AvgPool1D(AvgPoolND):
     """Mean pooling of ``(N, C, L)``."""
 
     fixed_dims = 1
 
 
+@register_layer
 class AvgPool2D(AvgPoolND):
     """Mean pooling of ``(N, C, H, W)``."""
 
     fixed_dims = 2
 
 
+@register_layer
 class AvgPool3D(AvgPoolND):
     """Mean pooling of ``(N, C, D, H, W)``."""
 
@@ -225,28 +205,31 @@ class _GlobalPool(Layer):
 
     _ops: tuple = ()
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _check_input(self, x: Any) -> np.ndarray:
         x = check_float_input(self, x)
         if x.ndim < 3:
             raise ValueError(
                 f"{self.label()}: expected input of shape (N, C, *spatial) with at least one "
                 f"spatial axis. Received: {x.shape}."
             )
-        y, cache = self._ops[0](x)
-        self._cache = (cache, y.shape)
-        return y
+        return x
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = self._ops[1](dy, _op_cache(self, dy))
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        return self._ops[0](x)
+
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = self._ops[1](dy, cache)
         return dx
 
 
+@register_layer
 class GlobalAvgPool(_GlobalPool):
     """Mean over all spatial axes (PyTorch's ``AdaptiveAvgPool(1)``, ONNX GlobalAveragePool)."""
 
     _ops = (global_avg_pool_forward, global_avg_pool_backward)
 
 
+@register_layer
 class GlobalMaxPool(_GlobalPool):
     """Max over all spatial axes (PyTorch's ``AdaptiveMaxPool(1)``, ONNX GlobalMaxPool)."""
 

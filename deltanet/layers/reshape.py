@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.layers.base import Layer, check_float_input
+from deltanet.layers.base import Layer
+from deltanet.layers.registry import register_layer
 from deltanet.ops.reshape import (
     flatten_backward,
     flatten_dims,
@@ -22,6 +23,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+@register_layer
 class Flatten(Layer):
     """Merge axes ``start_dim..end_dim`` into one, as ``torch.nn.Flatten``.
 
@@ -35,23 +37,22 @@ class Flatten(Layer):
                 raise TypeError(f"Flatten: {name} must be an int. Received: {name}={v!r}.")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_float_input(self, x)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         try:
             flatten_dims(x.ndim, self.start_dim, self.end_dim)
         except ValueError as err:
             raise ValueError(f"{self.label()}: {err} Input shape: {x.shape}.") from None
-        y, self._cache = flatten_forward(x, self.start_dim, self.end_dim)
-        return y
+        return flatten_forward(x, self.start_dim, self.end_dim)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = flatten_backward(dy, self._get_cache())
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = flatten_backward(dy, cache)
         return dx
 
     def get_config(self) -> dict[str, Any]:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
 
+@register_layer
 class Reshape(Layer):
     """Reshape each sample to ``shape`` (the batch axis is kept; one ``-1`` is inferred).
 
@@ -70,19 +71,17 @@ class Reshape(Layer):
             )
         self.shape = tuple(int(s) for s in items)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_float_input(self, x)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         if x.ndim < 1:
             raise ValueError(f"{self.label()}: expected input of shape (N, ...). Received: ().")
         try:
             resolve_shape(x.shape[1:], self.shape)
         except ValueError as err:
             raise ValueError(f"{self.label()}: {err} Input shape: {x.shape}.") from None
-        y, self._cache = reshape_forward(x, self.shape)
-        return y
+        return reshape_forward(x, self.shape)
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
-        (dx,) = reshape_backward(dy, self._get_cache())
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        (dx,) = reshape_backward(dy, cache)
         return dx
 
     def get_config(self) -> dict[str, Any]:

@@ -91,7 +91,7 @@ def test_qconv_matches_torch_and_naive_loop(cls, shape, kw, scaling):
     dy = rng.standard_normal(y.shape)
     dx = layer.backward(dy)
     conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-            3: torch.nn.functional.conv3d}[cls.ndim]  # fmt: skip
+            3: torch.nn.functional.conv3d}[cls.spatial_dims]  # fmt: skip
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(layer.weight.data, requires_grad=True)
     pad = "same" if kw.get("padding") == "same" else kw.get("padding", 0)

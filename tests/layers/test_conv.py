@@ -52,7 +52,7 @@ def torch_module(torch, layer):
     """The equivalent torch.nn module with the layer's weights (padding done by F.pad)."""
     nn, cfg = torch.nn, layer.get_config()
     transposed = "output_padding" in cfg
-    name = f"Conv{'Transpose' if transposed else ''}{layer.ndim}d"
+    name = f"Conv{'Transpose' if transposed else ''}{layer.spatial_dims}d"
     kwargs = dict(stride=cfg["stride"], dilation=cfg["dilation"], groups=cfg["groups"])
     kwargs["bias"] = cfg["bias"]
     if transposed:

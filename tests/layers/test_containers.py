@@ -5,10 +5,10 @@ import pytest
 
 from deltanet.gradcheck import gradcheck
 from deltanet.layers.activations import ReLU, Tanh
-from deltanet.layers.config import layer_from_dict, layer_to_dict
+from deltanet.layers.registry import layer_from_dict, layer_to_dict
 from deltanet.layers.dense import Dense
 from deltanet.layers.dropout import Dropout
-from deltanet.layers.sequential import Sequential
+from deltanet.layers.containers import Sequential
 
 
 def small_model(dtype=np.float32):
