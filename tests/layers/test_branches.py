@@ -131,7 +131,10 @@ def test_residual_matches_pytorch_forward_and_backward():
         def __init__(self):
             super().__init__()
             self.block = nn.Sequential(
-                nn.Conv2d(2, 3, 3, 2, 1, bias=False), nn.BatchNorm2d(3), nn.Tanh(), nn.Conv2d(3, 3, 3, 1, 1)
+                nn.Conv2d(2, 3, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(3),
+                nn.Tanh(),
+                nn.Conv2d(3, 3, 3, 1, 1),
             )
             self.shortcut = nn.Conv2d(2, 3, 1, 2)
 

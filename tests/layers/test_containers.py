@@ -5,10 +5,10 @@ import pytest
 
 from deltanet.gradcheck import gradcheck
 from deltanet.layers.activations import ReLU, Tanh
-from deltanet.layers.registry import layer_from_dict, layer_to_dict
+from deltanet.layers.containers import Sequential
 from deltanet.layers.dense import Dense
 from deltanet.layers.dropout import Dropout
-from deltanet.layers.containers import Sequential
+from deltanet.layers.registry import layer_from_dict, layer_to_dict
 
 
 def small_model(dtype=np.float32):
