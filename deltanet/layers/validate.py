@@ -8,14 +8,18 @@ what was expected and what was received, as Keras does:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from deltanet.ops.window import as_tuple, resolve_padding
 
-if TYPE_CHECKING:  # only for annotations: base.py imports this module
-    from deltanet.layers.base import Layer
+
+class Layer(Protocol):
+    """What these checks need of a layer: its name for the message (``Layer.label()``)."""
+
+    def label(self) -> str: ...
+
 
 SPATIAL_NAMES = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
