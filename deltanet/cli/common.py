@@ -83,7 +83,7 @@ def check_out_dir(out: Path, resume: bool) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (temporary file, fsync, rename)."""
-    from deltanet.safetensors_format import atomic_write
+    from deltanet.io.safetensors import atomic_write
 
     text = json.dumps(obj, indent=2, default=_plain) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))

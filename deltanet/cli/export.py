@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
                 f"export: the input shape of {args.model!r} is unknown: give --input-shape."
             )
         try:
-            from deltanet.onnx_export import export_onnx
+            from deltanet.io.onnx import export_onnx
         except ImportError as err:  # pragma: no cover - onnx is an optional extra
             raise CliError(f"export: --onnx needs the onnx package ({err}).") from None
         export_onnx(model, args.onnx, shape)
         print(f"wrote {args.onnx} (ONNX opset 17, input (batch, {', '.join(map(str, shape))}))")
     if args.torch:
-        from deltanet.torch_weights import save_torch_weights
+        from deltanet.io.torch_weights import save_torch_weights
 
         mapping = save_torch_weights(model, args.torch, template=args.torch_template)
         print(f"wrote {args.torch} ({len(mapping)} tensors, a PyTorch state dict)")

@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from deltanet import __version__
+    from deltanet._version import __version__
 
     parser.add_argument("--version", action="version", version=f"deltanet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

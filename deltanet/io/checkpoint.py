@@ -1,7 +1,7 @@
 """Model files: one safetensors file with the weights, the architecture and optional state.
 
 ``save(model, path, optimizer=..., metadata=...)`` writes (atomically, see
-``safetensors_format.atomic_write``):
+``deltanet.io.safetensors.atomic_write``):
 
 - tensors ``model.<name>`` for each entry of ``model.state_dict()`` (parameters and batch-norm
   buffers), and ``optim.<name>`` for each entry of ``optimizer.state_dict()`` when an optimizer
@@ -10,9 +10,14 @@
   ``architecture`` (``layer_to_dict(model)``), ``optimizer`` (``optimizer.get_config()``) and
   ``user`` (the caller's ``metadata`` dict: epoch, step, RNG state, history, ...).
 
-``load`` / ``load_checkpoint`` never execute code from the file: layers are rebuilt only from
-the classes ``deltanet.layers`` exports, and everything is validated (tensor names, shapes and
-dtypes against the rebuilt architecture); anything wrong raises ``FormatError`` naming the file.
+The architecture names only classes registered with ``@deltanet.register_layer`` (every built-in
+layer is; see ``deltanet.layers.registry``). ``save`` refuses, before it writes anything, a model
+holding an unregistered class, or one whose ``get_config`` does not rebuild the same parameters
+and buffers (``deltanet.io.architecture``). ``load`` / ``load_checkpoint`` never execute code
+from the file: layers are rebuilt only from registered classes, and everything is validated
+(tensor names, shapes and dtypes against the rebuilt architecture); anything wrong raises
+``FormatError`` naming the file; a class the file names but no imported module registered is
+one too (its message says to import the module that defines it).
 A missing or unreadable file raises the usual ``OSError``. Memory stays bounded: besides the
 file's own bytes, a hostile architecture can make the layers allocate at most about 48 bytes
 times max(``MIN_ELEMENT_BOUND``, ``ELEMENT_BOUND_FACTOR`` x the values the file holds).
@@ -29,11 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from deltanet._version import __version__
+from deltanet.io.architecture import architecture_json, dumps
+from deltanet.io.safetensors import FormatError, PathLike, read_safetensors, write_safetensors
 from deltanet.layers.base import Layer
-from deltanet.layers.config import layer_from_dict, layer_to_dict
-from deltanet.safetensors_format import FormatError, PathLike, read_safetensors, write_safetensors
+from deltanet.layers.registry import layer_from_dict
 
 __all__ = [
+    "ELEMENT_BOUND_FACTOR",
+    "MIN_ELEMENT_BOUND",
     "Checkpoint",
     "FormatError",
     "load",
@@ -76,16 +85,16 @@ def save(
     ``metadata`` is a dict with str keys and JSON-able values (NumPy scalars and arrays become
     numbers and lists); ``load_checkpoint`` returns it as JSON gives it back (tuples as lists).
     The write is atomic: ``path`` holds the old file or the new one, never a partial one.
+    Refused before anything is written (TypeError or ValueError naming the layer) when a layer
+    of ``model`` is not registered or its ``get_config`` does not rebuild it.
     """
-    from deltanet import __version__
-
     if not isinstance(model, Layer):
         raise TypeError(f"save: model must be a deltanet Layer. Received: {type(model).__name__}.")
-    tensors = _prefixed(MODEL_PREFIX, model.state_dict(), "model.state_dict()")
     header = {
-        "deltanet_version": _dumps(__version__, "deltanet_version"),
-        "architecture": _dumps(layer_to_dict(model), "architecture"),
+        "deltanet_version": dumps(__version__, "deltanet_version"),
+        "architecture": architecture_json(model),  # refuses what load could not rebuild
     }
+    tensors = _prefixed(MODEL_PREFIX, model.state_dict(), "model.state_dict()")
     if optimizer is not None:
         if not (hasattr(optimizer, "state_dict") and hasattr(optimizer, "get_config")):
             raise TypeError(
@@ -93,11 +102,11 @@ def save(
                 f"Received: {type(optimizer).__name__}."
             )
         tensors.update(_prefixed(OPTIM_PREFIX, optimizer.state_dict(), "optimizer.state_dict()"))
-        header["optimizer"] = _dumps(optimizer.get_config(), "optimizer.get_config()")
+        header["optimizer"] = dumps(optimizer.get_config(), "optimizer.get_config()")
     if metadata is not None:
         if not isinstance(metadata, Mapping) or not all(isinstance(k, str) for k in metadata):
             raise TypeError(f"save: metadata must be a dict with str keys. Received: {metadata!r}.")
-        header["user"] = _dumps(dict(metadata), "metadata")
+        header["user"] = dumps(dict(metadata), "metadata")
     write_safetensors(path, tensors, header)
 
 
@@ -105,20 +114,6 @@ def _prefixed(prefix: str, state: Any, what: str) -> dict[str, np.ndarray]:
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
         raise TypeError(f"save: {what} must be a dict of str -> array. Received: {type(state)}.")
     return {prefix + name: np.asarray(value) for name, value in state.items()}
-
-
-def _dumps(value: Any, what: str) -> str:
-    """``value`` as a JSON string; NumPy scalars and arrays become plain numbers and lists."""
-
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, (np.generic, np.ndarray)):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-    try:
-        return json.dumps(value, default=plain)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"save: {what} must be JSON-able. {err}.") from err
 
 
 # --- loading --------------------------------------------------------------------------------

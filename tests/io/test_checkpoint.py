@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from deltanet import io
 from deltanet.io import Checkpoint, FormatError, load, load_checkpoint, save
+from deltanet.io.safetensors import read_safetensors, write_safetensors
 from deltanet.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU, Sequential
-from deltanet.layers.config import layer_to_dict
-from deltanet.safetensors_format import read_safetensors, write_safetensors
+from deltanet.layers.registry import layer_to_dict
 
 X = np.random.default_rng(0).standard_normal((4, 1, 6, 6))
 
@@ -73,7 +73,7 @@ def test_round_trip_keeps_weights_buffers_dtypes_and_outputs(tmp_path, dtype):
 
 
 def test_file_layout(tmp_path):
-    from deltanet import __version__
+    from deltanet._version import __version__
 
     save(make_model(), tmp_path / "m.safetensors", optimizer=FakeOptimizer(), metadata={"a": 1})
     tensors, meta = read_safetensors(tmp_path / "m.safetensors")

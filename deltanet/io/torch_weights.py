@@ -1,11 +1,14 @@
 """PyTorch state dicts in and out, as safetensors files, without importing torch.
 
 A PyTorch model's ``state_dict()`` names its tensors after its attributes (``conv1.weight``,
-``features.3.bias``); deltanet's after the positions in its ``Sequential`` (``3.weight``). The
-two are matched module by module: each tensor group (one module: ``weight, bias`` or a batch
-norm's ``weight, bias, running_mean, running_var, num_batches_tracked``) of the deltanet model,
-in layer order, takes the first unused PyTorch module, in the natural order of their names
-(``features.2`` before ``features.10``), that has the same entries with the same shapes.
+``features.3.bias``); deltanet's after its layer tree (``3.weight``, ``block.0.weight``,
+``shortcut.1.running_mean``). The two are matched module by module: each tensor group (the
+state a layer owns itself: ``weight, bias`` or a batch norm's ``weight, bias, running_mean,
+running_var, num_batches_tracked``) of the deltanet model, its layers in the tree's pre-order
+(``named_layers``, the order in which a PyTorch module defines its sub-modules), takes the
+first unused PyTorch module, in the natural order of their names (``features.2`` before
+``features.10``), that has the same entries with the same shapes. Residual, Add, Concat and
+custom blocks match the same way.
 ``safetensors.torch.save_file`` sorts the tensors by dtype and name, so the file alone cannot
 give PyTorch's definition order; matching by shape makes names such as ``conv``, ``bn``, ``fc``
 work. Modules of identical shapes are taken in the natural order of their names.
@@ -18,12 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 
 import numpy as np
 
-from deltanet.layers.base import Layer, Parameter
-from deltanet.safetensors_format import FormatError, read_safetensors, write_safetensors
+from deltanet.io.safetensors import FormatError, read_safetensors, write_safetensors
+from deltanet.layers.base import Layer
 
 # Within one PyTorch module the state dict lists the parameters, then the buffers.
 _LEAF_ORDER = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -79,7 +81,7 @@ def save_torch_weights(
 
 def match_state(model: Layer, tensors: dict[str, np.ndarray], where: str) -> dict[str, str]:
     """``{torch_name: deltanet_name}`` pairing every tensor of both sides; FormatError if not."""
-    ours = list(_model_groups(model))
+    ours = _model_groups(model)
     if set(tensors) == {f"{prefix}{leaf}" for prefix, entries in ours for leaf, _ in entries}:
         theirs = ours  # the same names (an nn.Sequential of the same layers): match by name
     else:
@@ -127,17 +129,11 @@ def _describe(prefix: str, entries: list, shapes: dict | None) -> str:
     return f"{prefix.rstrip('.') or '(top)'}: {body}"
 
 
-def _model_groups(model: Layer) -> Iterator[Group]:
-    """Per layer with state, in layer order: its prefix and its entries in PyTorch's order."""
-    stack: list[tuple[str, Layer]] = [("", model)]
-    while stack:
-        prefix, layer = stack.pop()
-        own = [(a, v.data) for a, v in vars(layer).items() if isinstance(v, Parameter)]
-        own += list(layer.buffers().items())
-        if own:
-            entries = [(leaf, tuple(np.shape(a))) for leaf, a in own]
-            yield prefix, sorted(entries, key=lambda e: (_rank(e[0]), e[0]))
-        stack.extend(reversed(list(layer._children(prefix))))
+def _model_groups(model: Layer) -> list[Group]:
+    """Per layer with state of its own, in pre-order: its prefix and its entries, sorted."""
+    groups = {prefix: entries for prefix, entries in _file_groups(model.state_dict())}
+    order = [f"{name}." if name else "" for name, _ in model.named_layers()]
+    return [(prefix, groups[prefix]) for prefix in order if prefix in groups]
 
 
 def _file_groups(tensors: dict[str, np.ndarray]) -> list[Group]:
@@ -145,7 +141,7 @@ def _file_groups(tensors: dict[str, np.ndarray]) -> list[Group]:
     groups: dict[str, list] = {}
     for name, a in tensors.items():
         prefix, _, leaf = name.rpartition(".")
-        groups.setdefault(prefix + "." if prefix else "", []).append((leaf, a.shape))
+        groups.setdefault(prefix + "." if prefix else "", []).append((leaf, tuple(np.shape(a))))
     for entries in groups.values():
         entries.sort(key=lambda e: (_rank(e[0]), e[0]))
     return sorted(groups.items(), key=lambda g: _natural(g[0]))

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltanet import safetensors_format as sf
-from deltanet.safetensors_format import FormatError, read_safetensors, write_safetensors
+from deltanet.io import safetensors as sf
+from deltanet.io.safetensors import FormatError, read_safetensors, write_safetensors
 
 
 def sample_tensors() -> dict[str, np.ndarray]:

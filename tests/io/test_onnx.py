@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deltanet as dn
-from deltanet.onnx_export import export_onnx
+from deltanet.io.onnx import export_onnx
 from deltanet.zoo import MODELS, build_model, default_input_shape
 
 onnx = pytest.importorskip("onnx")
@@ -251,7 +251,11 @@ class Custom(dn.Layer):
 @pytest.mark.parametrize(
     "layer, match",
     [
-        (Custom(), r"Custom\(\) has no ONNX equivalent"),
+        (
+            Custom(),
+            r"no ONNX exporter for Custom \(at 1\); register one with "
+            r"@deltanet.io.onnx.onnx_exporter\(Custom\)",
+        ),
         (dn.BatchNorm1D(3, track_running_stats=False), r"BatchNorm1D\(num_features=3\)"),
         (dn.Flatten(0), r"Flatten\(start_dim=0\) merges the batch axis"),
     ],
@@ -290,7 +294,7 @@ def test_cli_exports_a_saved_model_with_its_run_input_shape(tmp_path, capsys):
 
 def test_cli_exports_a_zoo_model_to_onnx_and_torch(tmp_path, capsys):
     from deltanet.cli.main import main
-    from deltanet.safetensors_format import read_safetensors
+    from deltanet.io.safetensors import read_safetensors
 
     args = ["export", "mlp", "--onnx", tmp_path / "m.onnx", "--torch", tmp_path / "w.safetensors"]
     assert main([str(a) for a in args]) == 0

@@ -11,10 +11,10 @@ import pytest
 
 import deltanet as dn
 from deltanet.io import FormatError
+from deltanet.io.safetensors import read_safetensors, write_safetensors
+from deltanet.io.torch_weights import load_torch_weights, save_torch_weights
 from deltanet.ops.losses import softmax_cross_entropy
 from deltanet.optim import SGD
-from deltanet.safetensors_format import read_safetensors, write_safetensors
-from deltanet.torch_weights import load_torch_weights, save_torch_weights
 from deltanet.zoo import build_model
 from tests.utils import torch_or_skip
 
@@ -221,7 +221,7 @@ def test_round_trip_without_torch(tmp_path):
 
 
 def test_torch_weights_module_does_not_import_torch():
-    code = "import sys, deltanet.torch_weights; assert 'torch' not in sys.modules"
+    code = "import sys, deltanet.io.torch_weights; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
