@@ -1,18 +1,24 @@
 """deltanet: deep learning on NumPy with every backward pass derived by hand."""
 
-from deltanet import init, ops
+from deltanet import binary, init, ops  # binary: registers its layers' ONNX exporters
+from deltanet._version import __version__
 from deltanet.gradcheck import GradcheckReport, gradcheck, numerical_gradient
-from deltanet.io import Checkpoint, FormatError, load, load_checkpoint, save
+from deltanet.io import (
+    Checkpoint,
+    FormatError,
+    export_onnx,
+    load,
+    load_checkpoint,
+    load_torch_weights,
+    save,
+    save_torch_weights,
+)
 from deltanet.jacobian import jacobian
 from deltanet.layers import *  # noqa: F403 - the layers are the public API
 from deltanet.layers import __all__ as _layer_names
 from deltanet.layers.registry import layer_from_dict, layer_to_dict
-from deltanet.onnx_export import export_onnx
 from deltanet.ops import losses
-from deltanet.torch_weights import load_torch_weights, save_torch_weights
 from deltanet.training import TrainingDiverged, evaluate, fit, predict
-
-__version__ = "0.1.0"
 
 __all__ = [
     *_layer_names,
@@ -52,9 +58,9 @@ def minimize(*args, **kwargs):
 
 
 def __getattr__(name: str):
-    # ``deltanet.binary`` (bit-packed inference) and ``deltanet.distributed`` (MPI) load on first
-    # use, so that ``import deltanet`` stays light; ``from deltanet import binary`` works too.
-    if name in ("binary", "distributed"):
+    # ``deltanet.distributed`` (MPI) loads on first use, so that ``import deltanet`` stays light;
+    # ``from deltanet import distributed`` works too.
+    if name in ("distributed",):
         import importlib
 
         return importlib.import_module(f"deltanet.{name}")
