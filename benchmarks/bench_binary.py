@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make ``deltanet`` importable f
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deltanet.binary import pack  # noqa: E402
-from deltanet.layers import QConv2D, QDense  # noqa: E402
+from deltanet.binary.layers import QConv2D, QDense  # noqa: E402
 from deltanet.ops.conv import conv_forward  # noqa: E402
 from deltanet.ops.dense import dense_forward  # noqa: E402
 
@@ -141,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15, help="timed rounds (default 15)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    from deltanet import compiled
+    from deltanet import fast
 
     rows = measure(args.repeat)
-    print(f"numba kernels: {'on' if compiled.enabled() else 'off'}; medians of {args.repeat}")
+    print(f"numba kernels: {'on' if fast.enabled() else 'off'}; medians of {args.repeat}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

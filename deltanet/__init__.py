@@ -2,6 +2,7 @@
 
 from deltanet import binary, init, ops  # binary: registers its layers' ONNX exporters
 from deltanet._version import __version__
+from deltanet.binary.layers import QActivation, QConv1D, QConv2D, QConv3D, QConvND, QDense
 from deltanet.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from deltanet.io import (
     Checkpoint,
@@ -22,6 +23,12 @@ from deltanet.training import TrainingDiverged, evaluate, fit, predict
 
 __all__ = [
     *_layer_names,
+    "QActivation",
+    "QConv1D",
+    "QConv2D",
+    "QConv3D",
+    "QConvND",
+    "QDense",
     "GradcheckReport",
     "gradcheck",
     "init",

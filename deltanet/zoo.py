@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from deltanet.binary.layers import QConv2D, QDense
 from deltanet.layers import (
     BatchNorm1D,
     BatchNorm2D,
@@ -36,8 +37,6 @@ from deltanet.layers import (
     MaxPool1D,
     MaxPool2D,
     MaxPool3D,
-    QConv2D,
-    QDense,
     ReLU,
     Sequential,
     Sigmoid,

@@ -1,183 +1,281 @@
-"""Packed inference layers: weights as bits, dot products by XOR and popcount.
+"""Quantized layers in the BMXNet manner: ``QActivation``, ``QDense``, ``QConv1D/2D/3D``.
 
-``PackedDense`` and ``PackedConv`` hold a 1-bit layer's weights as uint64 words (buffers, so
-they save and load like batch-norm statistics) and a per-output affine applied to the exact
-integer count: ``y = count * scale + shift``, where ``scale`` is the weight scaling ``alpha``
-times a folded batch norm's ``gamma / sqrt(var + eps)`` and ``shift`` holds the bias and the
-rest of the batch norm. They are inference-only: train the ``QDense`` / ``QConv`` they came from.
+A quantized layer keeps latent float weights (a ``Parameter`` the ordinary optimizers update)
+and quantizes both its input (``act_bit``) and its weights (``weight_bit``, with ``scaling``) on
+every forward pass; the backward pass is the straight-through estimator of ``quantizers``.
+
+    QDense: y = q_a(x) · (alpha q_w(W))ᵀ + b        QConv: y = q_a(x) ⋆ (alpha q_w(W)) + b
+
+With ``act_bit = weight_bit = 1`` the dot products are of ±1 vectors: ``to_packed`` gives the
+``PackedDense`` / ``PackedConv`` that computes them by XOR and popcount on bit-packed words (what
+``deltanet.binary.pack`` asks every layer for). Zero padding of a convolution pads ``q_a(x)``
+with 0 (neither +1 nor -1), as BMXNet and PyTorch do.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from deltanet.binary.ops import conv_counts, conv_geometry, conv_weight_words, dense_counts
-from deltanet.layers.base import Layer, check_input
-from deltanet.layers.conv import _int_tuple, _positive_int
-from deltanet.layers.dense import _float_dtype
-from deltanet.ops.window import resolve_padding
+from deltanet.binary.packed import PackedConv, PackedDense, pack_conv_weight
+from deltanet.binary.popcount import pack_signs
+from deltanet.binary.quantizers import (
+    SCALINGS,
+    approx_sign_backward,
+    approx_sign_forward,
+    quantize_act_backward,
+    quantize_act_forward,
+    quantize_weight_backward,
+    quantize_weight_forward,
+    weight_scale,
+)
+from deltanet.init import RngLike
+from deltanet.layers.base import Layer, Parameter
+from deltanet.layers.conv import ConvND
+from deltanet.layers.dense import Dense
+from deltanet.layers.norm import BatchNormND
+from deltanet.layers.registry import register_layer
+from deltanet.ops.conv import conv_backward, conv_forward
+from deltanet.ops.dense import dense_backward, dense_forward
 
 
-class _PackedBase(Layer):
-    """Buffers ``weight_bits`` (uint64), ``scale`` and ``shift``; no parameters, no backward."""
+def _check_bits(where: str, name: str, bits: Any) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 32:
+        raise ValueError(f"{where}: {name} must be an int from 1 to 32. Received: {bits!r}.")
+    return int(bits)
 
-    def _alloc(self, out: int, reduced: int, dtype: Any) -> None:
-        self.dtype = _float_dtype(type(self).__name__, dtype)
-        self.weight_bits = np.zeros((out, -(-reduced // 64)), np.uint64)
-        self.scale = np.ones(out, self.dtype)
-        self.shift = np.zeros(out, self.dtype)
-        self._words: np.ndarray | None = None  # compute layout, derived from weight_bits
 
-    def buffers(self) -> dict[str, np.ndarray]:
-        return {"weight_bits": self.weight_bits, "scale": self.scale, "shift": self.shift}
-
-    def load_buffers(self, buffers: dict[str, np.ndarray]) -> None:
-        mine = self.buffers()
-        if set(buffers) != set(mine):
-            raise ValueError(
-                f"{self.label()}: expected buffers {sorted(mine)}. Received: {sorted(buffers)}."
-            )
-        for name, value in mine.items():
-            new = np.asarray(buffers[name])
-            if new.shape != value.shape:
-                raise ValueError(
-                    f"{self.label()}: {name} must have shape {value.shape}. Received: {new.shape}."
-                )
-            value[...] = new
-        self._words = None
-
-    def set_packed(self, weight_bits: np.ndarray, scale: Any, shift: Any) -> None:
-        """Install packed weights and the per-output affine (what ``pack`` computes)."""
-        self.load_buffers(
-            {
-                "weight_bits": weight_bits,
-                "scale": np.broadcast_to(np.asarray(scale, self.dtype), self.scale.shape),
-                "shift": np.broadcast_to(np.asarray(shift, self.dtype), self.shift.shape),
-            }
-        )
-
-    def _affine(self, counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        shape = (1, -1) + (1,) * (counts.ndim - 2)
-        scale, shift = self.scale.reshape(shape), self.shift.reshape(shape)
-        return (counts.astype(dtype) * scale.astype(dtype) + shift.astype(dtype)).astype(dtype)
-
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+def _check_scaling(where: str, scaling: Any) -> str:
+    if scaling not in SCALINGS:
         raise ValueError(
-            f"{self.label()}: a packed layer is inference-only and has no backward pass. "
-            "Train the quantized model (QDense / QConv) and pack it again."
+            f"{where}: scaling must be one of 'none', 'layer', 'channel'. Received: {scaling!r}."
         )
+    return str(scaling)
 
 
-class PackedDense(_PackedBase):
-    """1-bit dense layer on packed bits: x (N, in_features) -> y (N, out_features).
+@register_layer
+class QActivation(Layer):
+    """Quantize activations to ``act_bit`` bits: 1 is ``sign`` (STE), 32 the identity.
 
-    ``y = (K - 2 popcount(sign(x) XOR sign(W))) * scale + shift``; weight_bits (out, ceil(K/64)).
+    ``approx=True`` (1 bit only) takes the ApproxSign backward ``(2 - 2|x|) 1[|x| <= 1]``.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, dtype: Any = np.float32) -> None:
+    def __init__(self, act_bit: int = 1, approx: bool = False) -> None:
         super().__init__()
-        self.in_features = _positive_int("PackedDense", "in_features", in_features)
-        self.out_features = _positive_int("PackedDense", "out_features", out_features)
-        self._alloc(self.out_features, self.in_features, dtype)
+        self.act_bit = _check_bits("QActivation", "act_bit", act_bit)
+        if not isinstance(approx, bool):
+            raise TypeError(f"QActivation: approx must be True or False. Received: {approx!r}.")
+        if approx and self.act_bit != 1:
+            raise ValueError(
+                f"QActivation: approx=True needs act_bit=1. Received: act_bit={act_bit}."
+            )
+        self.approx = approx
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(self, x, 0, self.in_features)
-        counts = dense_counts(x, self.weight_bits, self.in_features)
-        self._cache = None
-        return self._affine(counts, x.dtype)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        if self.approx:
+            return approx_sign_forward(x)
+        return quantize_act_forward(x, self.act_bit)
+
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        op = approx_sign_backward if self.approx else quantize_act_backward
+        return op(dy, cache)[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "dtype": self.dtype.name,
-        }
+        return {"act_bit": self.act_bit, "approx": self.approx}
 
 
-class PackedConv(_PackedBase):
-    """1-bit convolution on packed bits, any number of spatial dims (``len(kernel_size)``).
+class _Quantized:
+    """What QDense and QConv share: the quantization arguments and the quantized forward."""
 
-    x (N, in_channels, *in) -> y (N, out_channels, *out); arguments as ``ConvND``.
-    ``weight_bits`` (out_channels, ceil(K_pos * C_g / 64)): the signs of W in (kernel position,
-    channel) order; the layer re-lays them as one run of words per position when it first runs.
+    act_bit: int
+    weight_bit: int
+    scaling: str
+    weight: Parameter
+    bias: Parameter | None
+
+    def _setup_quant(self, where: str, act_bit: Any, weight_bit: Any, scaling: Any) -> None:
+        self.act_bit = _check_bits(where, "act_bit", act_bit)
+        self.weight_bit = _check_bits(where, "weight_bit", weight_bit)
+        self.scaling = _check_scaling(where, scaling)
+
+    @property
+    def is_binary(self) -> bool:
+        """Whether inputs and weights are both 1-bit (the layer that ``pack`` bit-packs)."""
+        return self.act_bit == 1 and self.weight_bit == 1
+
+    def quantized_weight(self) -> np.ndarray:
+        """``alpha q_w(W)``: the weight the forward pass multiplies by."""
+        return quantize_weight_forward(self.weight.data, self.weight_bit, self.scaling)[0]
+
+    def _quant_config(self) -> dict[str, Any]:
+        return {"act_bit": self.act_bit, "weight_bit": self.weight_bit, "scaling": self.scaling}
+
+    def to_packed(self, following: Layer | None = None) -> tuple[Layer, bool] | None:
+        """``(packed layer, folded)`` for ``deltanet.binary.pack``; None unless ``is_binary``.
+
+        ``following`` is the layer after this one in a chain (or None). A ``BatchNorm*`` over
+        this layer's outputs with running statistics is folded into the packed affine
+        (``folded`` True): ``s = gamma / sqrt(var + eps)``, ``scale = alpha s``,
+        ``shift = (b - mean) s + beta``.
+        """
+        if not self.is_binary:
+            return None
+        w = self.weight.data
+        n_out = w.shape[0]
+        scale = np.broadcast_to(weight_scale(w.astype(np.float64), self.scaling).ravel(), (n_out,))
+        shift = np.zeros(n_out) if self.bias is None else self.bias.data.astype(np.float64)
+        fold = _batch_norm_affine(following, n_out)
+        if fold is not None:
+            s, t = fold
+            scale, shift = scale * s, shift * s + t
+        packed, bits = self._packed_shell()
+        packed.set_packed(bits, scale, shift)
+        return packed, fold is not None
+
+    def _packed_shell(self) -> tuple[PackedDense | PackedConv, np.ndarray]:
+        """The empty packed layer of this shape and ``sign(W)`` as its ``weight_bits``."""
+        raise NotImplementedError
+
+
+def _batch_norm_affine(bn: Layer | None, channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(s, t)`` in float64 with ``bn(z) = z s + t`` in eval mode, when ``bn`` is a batch norm
+    over ``channels`` outputs with running statistics; None otherwise."""
+    if not isinstance(bn, BatchNormND) or bn.num_features != channels:
+        return None
+    if bn.running_mean is None or bn.running_var is None:  # track_running_stats=False
+        return None
+    gamma, beta = bn.affine_params(np.float64)
+    s = gamma / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    return s, beta - bn.running_mean.astype(np.float64) * s
+
+
+@register_layer
+class QDense(_Quantized, Dense):
+    """Quantized fully connected layer: x (N, in_features) -> y (N, out_features).
+
+    ``y = q_a(x) · (alpha q_w(W))ᵀ + b``; the weight (out_features, in_features) stays float.
     """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        act_bit: int = 1,
+        weight_bit: int = 1,
+        scaling: str = "none",
+        *,
+        rng: RngLike = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        self._setup_quant(f"QDense(in_features={in_features!r})", act_bit, weight_bit, scaling)
+        super().__init__(in_features, out_features, bias, rng=rng, dtype=dtype)
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """x: (N, in_features) -> y: (N, out_features); the input was checked as ``Dense``'s."""
+        xq, ca = quantize_act_forward(x, self.act_bit)
+        wq, cw = quantize_weight_forward(self.weight.data, self.weight_bit, self.scaling)
+        b = None if self.bias is None else self.bias.data
+        y, cd = dense_forward(xq, wq, b)
+        return y, (cd, ca, cw)
+
+    def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray | None:
+        """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad."""
+        cd, ca, cw = cache
+        dxq, dwq, db = dense_backward(dy, cd, input_grad)
+        self.weight.grad += quantize_weight_backward(dwq, cw)[0]
+        if self.bias is not None:
+            self.bias.grad += db
+        return None if dxq is None else quantize_act_backward(dxq, ca)[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**Dense.get_config(self), **self._quant_config()}
+
+    def _packed_shell(self) -> tuple[PackedDense, np.ndarray]:
+        packed = PackedDense(self.in_features, self.out_features, dtype=self.weight.dtype)
+        return packed, pack_signs(self.weight.data)
+
+
+def _qconv_forward(x, w, b, stride, padding, dilation, groups, act_bit, weight_bit, scaling):
+    """The quantized convolution as an op pair: quantize, then ``conv_forward``."""
+    xq, ca = quantize_act_forward(x, act_bit)
+    wq, cw = quantize_weight_forward(w, weight_bit, scaling)
+    y, cc = conv_forward(xq, wq, b, stride, padding, dilation, groups)
+    return y, (cc, ca, cw)
+
+
+def _qconv_backward(dy: np.ndarray, cache: tuple, input_grad: bool = True) -> tuple:
+    cc, ca, cw = cache
+    dxq, dwq, db = conv_backward(dy, cc, input_grad)
+    dx = None if dxq is None else quantize_act_backward(dxq, ca)[0]
+    return dx, quantize_weight_backward(dwq, cw)[0], db
+
+
+@register_layer
+class QConvND(_Quantized, ConvND):
+    """Quantized convolution over ``ndim`` spatial dims; arguments as ``ConvND`` plus
+    ``act_bit``, ``weight_bit`` and ``scaling``: ``y = q_a(x) ⋆ (alpha q_w(W)) + b``.
+    """
+
+    _backward_op = staticmethod(_qconv_backward)
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: Sequence[int],
+        kernel_size: int | Sequence[int],
         stride: int | Sequence[int] = 1,
         padding: int | str | Sequence = 0,
         dilation: int | Sequence[int] = 1,
         groups: int = 1,
+        bias: bool = True,
+        act_bit: int = 1,
+        weight_bit: int = 1,
+        scaling: str = "none",
         *,
+        rng: RngLike = None,
         dtype: Any = np.float32,
     ) -> None:
-        super().__init__()
-        where = f"PackedConv(in_channels={in_channels!r})"
-        self.in_channels = _positive_int(where, "in_channels", in_channels)
-        self.out_channels = _positive_int(where, "out_channels", out_channels)
-        if not isinstance(kernel_size, (list, tuple)) or not 1 <= len(kernel_size) <= 3:
-            raise ValueError(
-                f"{where}: kernel_size must be a tuple of 1 to 3 ints. Received: {kernel_size!r}."
-            )
-        nd = self.ndim = len(kernel_size)
-        self.kernel_size = _int_tuple(where, "kernel_size", kernel_size, nd, 1)
-        self.stride = _int_tuple(where, "stride", stride, nd, 1)
-        self.dilation = _int_tuple(where, "dilation", dilation, nd, 1)
-        self.groups = _positive_int(where, "groups", groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(
-                f"{where}: groups must divide in_channels and out_channels. Received: "
-                f"groups={groups}, in_channels={in_channels}, out_channels={out_channels}."
-            )
-        self.padding = self._check_padding(where, padding)
-        c_g = self.in_channels // self.groups
-        self._alloc(self.out_channels, c_g * math.prod(self.kernel_size), dtype)
+        where = f"{type(self).__name__}(in_channels={in_channels!r})"
+        self._setup_quant(where, act_bit, weight_bit, scaling)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            rng=rng, dtype=dtype,
+        )  # fmt: skip
 
-    def _check_padding(self, where: str, padding: Any) -> str | tuple:
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"{where}: padding must be an int, a tuple, 'valid' or 'same'.")
-            return padding
-        try:
-            ones = (1,) * self.ndim
-            pairs = resolve_padding(padding, ones, self.kernel_size, self.stride, self.dilation)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{where}: {err}") from None
-        return tuple(tuple(p) for p in pairs)
-
-    def words(self) -> np.ndarray:
-        """The weights as (out_channels, K_pos, ceil(C_g/64)) words, derived once."""
-        if self._words is None:
-            c_g, k_pos = self.in_channels // self.groups, math.prod(self.kernel_size)
-            self._words = conv_weight_words(self.weight_bits, c_g, k_pos)
-        return self._words
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = check_input(self, x, self.ndim, self.in_channels)
-        hyper = (self.kernel_size, self.stride, self.padding, self.dilation)
-        try:
-            conv_geometry(x.shape[2:], *hyper)
-        except ValueError as err:
-            raise ValueError(f"{self.label()}: {err}") from None
-        counts = conv_counts(x, self.words(), *hyper, self.groups)
-        self._cache = None
-        return self._affine(counts, x.dtype)
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        """(N, in_channels, *spatial) -> (N, out_channels, *out)."""
+        hyper = (self.stride, self.padding, self.dilation, self.groups)
+        quant = (self.act_bit, self.weight_bit, self.scaling)
+        return self._run(_qconv_forward, x, *hyper, *quant)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "in_channels": self.in_channels,
-            "out_channels": self.out_channels,
-            "kernel_size": self.kernel_size,
-            "stride": self.stride,
-            "padding": self.padding,
-            "dilation": self.dilation,
-            "groups": self.groups,
-            "dtype": self.dtype.name,
-        }
+        return {**ConvND.get_config(self), **self._quant_config()}
+
+    def _packed_shell(self) -> tuple[PackedConv, np.ndarray]:
+        hyper = (self.kernel_size, self.stride, self.padding, self.dilation, self.groups)
+        packed = PackedConv(self.in_channels, self.out_channels, *hyper, dtype=self.weight.dtype)
+        return packed, pack_conv_weight(self.weight.data, self.groups)
+
+
+@register_layer
+class QConv1D(QConvND):
+    """1-D quantized convolution: x (N, C, L)."""
+
+    spatial_dims = 1
+
+
+@register_layer
+class QConv2D(QConvND):
+    """2-D quantized convolution: x (N, C, H, W)."""
+
+    spatial_dims = 2
+
+
+@register_layer
+class QConv3D(QConvND):
+    """3-D quantized convolution: x (N, C, D, H, W)."""
+
+    spatial_dims = 3

@@ -1,111 +1,101 @@
 """``pack(model)``: an inference-only copy of a model whose 1-bit layers compute on bits.
 
-Every ``QDense`` / ``QConv*`` with ``act_bit = weight_bit = 1`` becomes a ``PackedDense`` /
-``PackedConv`` holding ``sign(W)`` as uint64 words, its scaling ``alpha`` and bias as the affine
-``count * scale + shift``; a ``BatchNorm*`` right after it (eval mode, running statistics) is
-folded into that affine: ``s = gamma / sqrt(var + eps)``, ``scale = alpha s``,
-``shift = (b - mean) s + beta``. Every other layer is copied as it is.
+``pack`` walks the layer tree and asks every layer ``layer.to_packed(following)``; a layer that
+can run on bits answers ``(packed_layer, folded)``, any other has no such method or answers None.
+``QDense`` / ``QConv*`` with ``act_bit = weight_bit = 1`` answer with a ``PackedDense`` /
+``PackedConv`` (``sign(W)`` as uint64 words, scaling and bias as the affine
+``count * scale + shift``); a layer of your own packs itself by defining the same method.
+
+Inside a ``Sequential``, ``following`` is the next layer, and a ``BatchNorm*`` right after a
+1-bit layer (its running statistics) is folded into that layer's affine and leaves the chain.
+Any other container (``Residual``, ``Add``, ``Concat``, a ``LayerList``, a block of your own) is
+copied with each child replaced by its packed copy, wherever the container refers to that child.
+Every other layer is copied as it is.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Any
 
-import numpy as np
-
-from deltanet.binary.kernels import pack_signs
-from deltanet.binary.layers import PackedConv, PackedDense
-from deltanet.binary.ops import pack_conv_weight
 from deltanet.layers.base import Layer
-from deltanet.layers.binary import QConvND, QDense
-from deltanet.layers.norm import BatchNormND
-from deltanet.layers.sequential import Sequential
-from deltanet.ops.binary import weight_scale
+from deltanet.layers.containers import Sequential
 
 
 def pack(model: Layer, *, return_report: bool = False) -> Layer | tuple[Layer, list[str]]:
-    """The packed, eval-mode copy of ``model``; with ``return_report`` also one line per layer
-    saying what became of it. ValueError when ``model`` has no 1-bit layer."""
+    """The packed, eval-mode copy of ``model``; with ``return_report`` also one line per layer,
+    by its dotted name, saying what became of it. ValueError when ``model`` has no 1-bit layer."""
     if not isinstance(model, Layer):
         raise TypeError(f"pack: expected a deltanet Layer. Received: {type(model).__name__}.")
-    report: list[str] = []
-    packed = _pack_layer(model, report, "")
-    if not any("->" in line for line in report):
-        found = sorted({line.split(": ", 1)[1].split("(")[0] for line in report})
+    packer = _Packer()
+    packed, _ = packer.convert(model, "")
+    if not any("->" in line for line in packer.report):
+        found = sorted({line.split(": ", 1)[1].split("(")[0] for line in packer.report})
         raise ValueError(
             f"pack: {model.label()} has no 1-bit layer (QDense or QConv1D/2D/3D with act_bit=1 "
             f"and weight_bit=1) to pack. Received layers: {', '.join(found)}."
         )
+    packed.clear_cache()  # the copies of the model's forward caches
     packed.eval()
-    return (packed, report) if return_report else packed
+    return (packed, packer.report) if return_report else packed
 
 
-def _is_binary(layer: Layer) -> bool:
-    return isinstance(layer, (QDense, QConvND)) and layer.is_binary
+class _Packer:
+    """One walk of the tree. ``memo`` is the ``deepcopy`` memo of the whole walk: a layer
+    converted already (a packed layer, or a copy) stands in for the original wherever a
+    container's copy refers to it, and a layer held twice is converted once."""
+
+    def __init__(self) -> None:
+        self.report: list[str] = []
+        self.memo: dict[int, Any] = {}
+
+    def convert(
+        self, layer: Layer, name: str, following: Layer | None = None
+    ) -> tuple[Layer, bool]:
+        """The packed copy of ``layer`` (dotted ``name``) and whether it folded ``following``."""
+        if id(layer) in self.memo:
+            return self.memo[id(layer)], False
+        where = name or "model"
+        hook = getattr(layer, "to_packed", None)
+        answer = hook(following) if callable(hook) else None
+        if answer is not None:
+            out, folded = answer
+            kind = type(out).__name__
+            if folded:
+                assert following is not None
+                self.report.append(
+                    f"{where}: {layer.label()} + {following.label()} -> {kind} "
+                    "(1-bit, batch norm folded into the affine)"
+                )
+                return out, True  # not memoised: a second reference must not fold
+            self.report.append(f"{where}: {layer.label()} -> {kind} (1-bit)")
+        elif type(layer) is Sequential:  # a subclass may run its layers otherwise: no folding
+            out = Sequential(*self._chain(layer, name))
+        else:
+            kids = list(layer.named_children())
+            if not kids:
+                self.report.append(f"{where}: {layer.label()} kept as it is")
+            for key, child in kids:
+                self.convert(child, _join(name, key))
+            out = copy.deepcopy(layer, self.memo)
+        self.memo[id(layer)] = out
+        return out, False
+
+    def _chain(self, seq: Sequential, name: str) -> list[Layer]:
+        """The converted layers of a chain, each asked with the next layer as ``following``."""
+        kids = list(seq.named_children())
+        out, i = [], 0
+        while i < len(kids):
+            key, child = kids[i]
+            nxt = kids[i + 1][1] if i + 1 < len(kids) else None
+            packed, folded = self.convert(child, _join(name, key), nxt)
+            out.append(packed)
+            i += 2 if folded else 1
+        return out
 
 
-def _pack_layer(layer: Layer, report: list[str], path: str) -> Layer:
-    if isinstance(layer, Sequential):
-        return Sequential(*_pack_list(layer.layers, report, path))
-    if _is_binary(layer):
-        report.append(f"{path or 'model'}: {layer.label()} -> {_packed_name(layer)} (1-bit)")
-        return _packed(layer, None)
-    report.append(f"{path or 'model'}: {layer.label()} kept as it is")
-    return copy.deepcopy(layer)
-
-
-def _pack_list(layers: list[Layer], report: list[str], path: str) -> list[Layer]:
-    out, i = [], 0
-    while i < len(layers):
-        layer, where = layers[i], f"{path}{i}"
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        if _is_binary(layer) and _foldable(nxt, layer):
-            report.append(
-                f"{where}: {layer.label()} + {nxt.label()} -> {_packed_name(layer)} "
-                "(1-bit, batch norm folded into the affine)"
-            )
-            out.append(_packed(layer, nxt))
-            i += 2
-            continue
-        out.append(
-            _pack_layer(layer, report, f"{where}." if isinstance(layer, Sequential) else where)
-        )
-        i += 1
-    return out
-
-
-def _foldable(bn: Layer | None, layer: Layer) -> bool:
-    channels = layer.out_features if isinstance(layer, QDense) else layer.out_channels
-    return isinstance(bn, BatchNormND) and bn.track_running_stats and bn.num_features == channels
-
-
-def _packed_name(layer: Layer) -> str:
-    return "PackedDense" if isinstance(layer, QDense) else "PackedConv"
-
-
-def _packed(layer: QDense | QConvND, bn: BatchNormND | None) -> Layer:
-    """The packed layer of a 1-bit ``layer`` (and the batch norm that follows it, if any)."""
-    w = layer.weight.data
-    dtype = w.dtype
-    if isinstance(layer, QDense):
-        out = PackedDense(layer.in_features, layer.out_features, dtype=dtype)
-        bits = pack_signs(w)
-    else:
-        cfg = layer.get_config()
-        out = PackedConv(
-            cfg["in_channels"], cfg["out_channels"], cfg["kernel_size"], cfg["stride"],
-            cfg["padding"], cfg["dilation"], cfg["groups"], dtype=dtype,
-        )  # fmt: skip
-        bits = pack_conv_weight(w, layer.groups)
-    n_out = w.shape[0]
-    scale = np.broadcast_to(weight_scale(w.astype(np.float64), layer.scaling).ravel(), (n_out,))
-    shift = np.zeros(n_out) if layer.bias is None else layer.bias.data.astype(np.float64)
-    if bn is not None:
-        gamma, beta = bn._affine(np.dtype(np.float64))
-        s = gamma / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
-        scale, shift = scale * s, (shift - bn.running_mean) * s + beta
-    out.set_packed(bits, scale, shift)
-    return out
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
 
 
 def packed_weight_bytes(model: Layer) -> int:

@@ -11,7 +11,6 @@ from deltanet.layers.activations import (
     Tanh,
 )
 from deltanet.layers.base import Layer, LayerList, Parameter
-from deltanet.layers.binary import QActivation, QConv1D, QConv2D, QConv3D, QConvND, QDense
 from deltanet.layers.containers import Add, Concat, Identity, Residual, Sequential
 from deltanet.layers.conv import (
     Conv1D,
@@ -50,5 +49,4 @@ __all__ = [
     "AvgPool1D", "AvgPool2D", "AvgPool3D", "AvgPoolND", "GlobalAvgPool", "GlobalMaxPool",
     "Dense", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "Softplus", "Softmax", "LogSoftmax",
     "Dropout", "BatchNorm1D", "BatchNorm2D", "BatchNorm3D", "BatchNormND", "Flatten", "Reshape",
-    "QActivation", "QDense", "QConv1D", "QConv2D", "QConv3D", "QConvND",
 ]  # fmt: skip

@@ -21,17 +21,6 @@ from deltanet.ops.activations import (
     tanh_backward,
     tanh_forward,
 )
-from deltanet.ops.binary import (
-    approx_sign_backward,
-    approx_sign_forward,
-    quantize_act_backward,
-    quantize_act_forward,
-    quantize_weight_backward,
-    quantize_weight_forward,
-    sign_backward,
-    sign_forward,
-    weight_scale,
-)
 from deltanet.ops.conv import (
     conv_backward,
     conv_forward,

@@ -1,4 +1,4 @@
-"""The numba kernels of ``kernels.py``; imported only when ``deltanet.compiled.enabled()``.
+"""The numba kernels of ``popcount.py``; imported only when ``deltanet.fast.enabled()``.
 
 Importing this module imports numba (and compiles or loads the kernels from its cache), which
 ``import deltanet`` must not pay for.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltanet.compiled import njit, prange
+from deltanet.fast import njit, prange
 
 
 @njit(parallel=True)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from deltanet import io
-from deltanet.layers import QActivation, QConv1D, QConv2D, QConv3D, QDense
-from deltanet.layers.config import layer_from_dict, layer_to_dict
+from deltanet.binary.layers import QActivation, QConv1D, QConv2D, QConv3D, QDense
+from deltanet.layers.registry import layer_from_dict, layer_to_dict
 from deltanet.optim import SGD
 from tests.utils import check_grads, torch_or_skip
 

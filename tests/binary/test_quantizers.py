@@ -1,10 +1,10 @@
-"""Quantizers of ops/binary.py: forward against naive loops, STE backward against central
-differences of the surrogate each one follows, and PyTorch with the usual detach() trick."""
+"""binary/quantizers.py: forward against naive loops, STE backward against central differences
+of the surrogate each one follows, and PyTorch with the usual detach() trick."""
 
 import numpy as np
 import pytest
 
-from deltanet.ops.binary import (
+from deltanet.binary.quantizers import (
     approx_sign_backward,
     approx_sign_forward,
     quantize_act_backward,

@@ -1,4 +1,4 @@
-"""Bit packing and XOR-popcount products: the arithmetic of the packed inference layers.
+"""Bit packing and XOR-popcount products: the arithmetic of the packed layers (NumPy reference).
 
 A ±1 vector of length K is stored as ``ceil(K / 64)`` uint64 words, bit ``i`` of the vector in
 bit ``i % 64`` of word ``i // 64``, 1 for +1 and 0 for -1; the unused high bits of the last word
@@ -8,7 +8,7 @@ are 0 in every packed operand, so they never differ. For two such vectors
 
 because each position where the signs differ adds -1 instead of +1. ``xor_popcount`` returns
 the number of differing bits (an exact integer); the NumPy version is the tested reference and
-a numba kernel (``compiled_kernels``, imported only when ``deltanet.compiled.enabled()``)
+a numba kernel (``popcount_numba``, imported only when ``deltanet.fast.enabled()``)
 computes the same counts word by word without the ``(M, O, W)`` XOR temporary that makes the
 broadcast version slower than a float matmul.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltanet import compiled
+from deltanet import fast
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -48,13 +48,13 @@ def pack_channel_signs(x: np.ndarray) -> np.ndarray:
     ``pack_signs`` of ``x`` with the channel axis moved last; the numba kernel packs without
     the strided boolean copy that ``np.packbits`` needs here.
     """
-    if not compiled.enabled():
+    if not fast.enabled():
         return pack_signs(np.moveaxis(x, 1, -1))
-    from deltanet.binary import compiled_kernels  # imports numba: only when it is wanted
+    from deltanet.binary import popcount_numba  # imports numba: only when it is wanted
 
     b, c, p = x.shape
     out = np.zeros((b, p, -(-c // 64)), np.uint64)
-    compiled_kernels.pack_channels(np.ascontiguousarray(x), out)
+    popcount_numba.pack_channels(np.ascontiguousarray(x), out)
     return out
 
 
@@ -76,14 +76,14 @@ def xor_popcount_numpy(a: np.ndarray, w: np.ndarray, block: int = 64) -> np.ndar
 
 
 def xor_popcount(a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``xor_popcount_numpy`` through the numba kernel when compiled kernels are enabled."""
-    if not compiled.enabled():
+    """``xor_popcount_numpy`` through the numba kernel when ``deltanet.fast.enabled()``."""
+    if not fast.enabled():
         return xor_popcount_numpy(a, w)
-    from deltanet.binary import compiled_kernels
+    from deltanet.binary import popcount_numba
 
     squeeze = a.ndim == 2
     a3 = np.ascontiguousarray(a[None] if squeeze else a)
     w3 = np.ascontiguousarray(w[None] if squeeze else w)
     out = np.empty((a3.shape[0], a3.shape[1], w3.shape[1]), np.int32)
-    compiled_kernels.xor_popcount(a3, w3, out)
+    popcount_numba.xor_popcount(a3, w3, out)
     return out[0] if squeeze else out
