@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltanet.data import Dataset
+from deltanet.data.dataset import Dataset
 from deltanet.init import RngLike, as_rng
 
 VOLUME_CLASSES = ("sphere", "plate", "rod", "shell", "cross")

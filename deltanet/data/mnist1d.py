@@ -14,10 +14,11 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from deltanet.data import Dataset, data_root, validate_arrays
+from deltanet.data.dataset import Dataset, data_root, validate_arrays
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -65,7 +66,7 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_cache(path: Path, arrays: dict[str, Any]) -> None:  # Any: savez's stub
     """Atomic write (temp file + rename); a read-only cache directory is not an error."""
     tmp = None
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deltanet.data import SPLIT_SEED, Dataset, split_indices, validate_arrays
+from deltanet.data.dataset import SPLIT_SEED, Dataset, split_indices, validate_arrays
 
 KNOWN_KEYS = ("x", "y", "x_test", "y_test", "class_names")
 TEST_FRACTION = 0.2

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deltanet.data import Dataset, data_root, validate_arrays
+from deltanet.data.dataset import Dataset, data_root, validate_arrays
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -92,6 +92,7 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 def _read_split(directory: Path, images_stem: str, labels_stem: str):
     images_path, labels_path = _find(directory, images_stem), _find(directory, labels_stem)
+    assert images_path is not None and labels_path is not None  # load_mnist checked both
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
     if len(images) != len(labels):

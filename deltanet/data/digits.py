@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltanet.data import SPLIT_SEED, Dataset, split_indices
+from deltanet.data.dataset import SPLIT_SEED, Dataset, split_indices
 
 TEST_FRACTION = 0.2
 

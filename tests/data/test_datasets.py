@@ -13,16 +13,10 @@ import numpy as np
 import pytest
 
 from deltanet.data import load_dataset
-from deltanet.datasets import (
-    VOLUME_CLASSES,
-    download_mnist,
-    load_mnist,
-    load_mnist1d,
-    load_npz,
-    make_volumes,
-    read_idx,
-)
-from deltanet.datasets.mnist import IMAGES_MAGIC, LABELS_MAGIC
+from deltanet.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, download_mnist, load_mnist, read_idx
+from deltanet.data.mnist1d import load_mnist1d
+from deltanet.data.npz import load_npz
+from deltanet.data.volumes import VOLUME_CLASSES, make_volumes
 
 # --- digits -------------------------------------------------------------------------------
 
@@ -186,7 +180,7 @@ def test_download_rejects_checksum_mismatch_and_leaves_no_partial_file(tmp_path)
 
 def test_download_rejects_oversized_responses(tmp_path, monkeypatch):
     payloads, sums = _served_files(tmp_path)
-    monkeypatch.setattr("deltanet.datasets.mnist.MAX_DOWNLOAD_BYTES", 100)
+    monkeypatch.setattr("deltanet.data.mnist.MAX_DOWNLOAD_BYTES", 100)
     with pytest.raises(OSError, match="larger than 100 bytes"):
         download_mnist(
             tmp_path / "c",
@@ -203,7 +197,7 @@ def test_load_dataset_downloads_missing_files_through_urlopen(tmp_path, monkeypa
     payloads, sums = _served_files(tmp_path)
     opener = FakeOpener(payloads)
     monkeypatch.setattr(urllib.request, "urlopen", opener)
-    monkeypatch.setattr("deltanet.datasets.mnist.MNIST_SHA256", sums)
+    monkeypatch.setattr("deltanet.data.mnist.MNIST_SHA256", sums)
     dest = tmp_path / "cache"
     _fake_mnist(dest, gz=True)
     (dest / "t10k-images-idx3-ubyte.gz").unlink()
@@ -217,7 +211,7 @@ def test_load_dataset_downloads_missing_files_through_urlopen(tmp_path, monkeypa
 
 
 def test_official_checksums_are_sha256_hex():
-    from deltanet.datasets.mnist import MNIST_SHA256
+    from deltanet.data.mnist import MNIST_SHA256
 
     assert len(MNIST_SHA256) == 4
     assert all(len(v) == 64 and int(v, 16) >= 0 for v in MNIST_SHA256.values())
@@ -251,7 +245,7 @@ def test_mnist1d_second_call_reads_the_cache(mnist1d_dir, monkeypatch):
     def fail(num_samples):
         raise AssertionError("regenerated although cached")
 
-    monkeypatch.setattr("deltanet.datasets.mnist1d._generate", fail)
+    monkeypatch.setattr("deltanet.data.mnist1d._generate", fail)
     again = load_dataset("mnist1d", data_dir=directory)
     np.testing.assert_array_equal(again.x_train, d.x_train)
     np.testing.assert_array_equal(again.y_test, d.y_test)
@@ -264,7 +258,7 @@ def test_mnist1d_corrupt_cache_is_regenerated(tmp_path, monkeypatch):
         "x_test": np.zeros((1, 1, 40), np.float32),
         "y_test": np.arange(1),
     }
-    monkeypatch.setattr("deltanet.datasets.mnist1d._generate", lambda n: fake)
+    monkeypatch.setattr("deltanet.data.mnist1d._generate", lambda n: fake)
     first = load_mnist1d(tmp_path)
     (path,) = tmp_path.glob("mnist1d-*.npz")
     path.write_bytes(b"garbage")
