@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 import deltanet
 from deltanet import io
 from deltanet.binary import PackedDense
+from deltanet.binary.layers import QConv1D
 from deltanet.io import FormatError, load_checkpoint, save
 from deltanet.layers import (
     AvgPool1D,
@@ -35,7 +36,6 @@ from deltanet.layers import (
     Dropout,
     Flatten,
     MaxPool1D,
-    QConv1D,
     ReLU,
     Reshape,
     Sequential,
