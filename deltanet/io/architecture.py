@@ -25,8 +25,9 @@ Signature = dict[str, tuple[tuple[int, ...], str]]  # state name -> (shape, dtyp
 def architecture_json(model: Layer) -> str:
     """``layer_to_dict(model)`` as JSON, once it is known to rebuild ``model``'s structure.
 
-    TypeError naming the first layer whose class is not registered; ValueError naming the
-    deepest layer that its own config does not rebuild (fix its ``get_config``).
+    TypeError naming the first layer whose class is not registered; ValueError naming a layer
+    held at two places (the file would rebuild two), or the deepest layer that its own config
+    does not rebuild (fix its ``get_config``).
     """
     for name, layer in model.named_layers():
         if type(layer) is not LayerList:  # a list is rebuilt by the layer that holds it
@@ -36,6 +37,14 @@ def architecture_json(model: Layer) -> str:
                 raise TypeError(
                     f"save: the layer at {_where(name)}: {err} Nothing was written."
                 ) from None
+    shared = _held_twice(model)
+    if shared:
+        first, second, layer = shared
+        raise ValueError(
+            f"save: the same {layer.label()} is held at {_where(first)} and {_where(second)}; "
+            "a model file would rebuild two separate layers. Give each place a layer of its "
+            "own. Nothing was written."
+        )
     text = dumps(layer_to_dict(model), "architecture")
     problem = _rebuild_problem(model, json.loads(text))
     if problem:
@@ -94,6 +103,20 @@ def _culprit(model: Layer) -> tuple[str, Layer, str]:
         if problem:
             return name, layer, problem
     return "", model, "it rebuilds differently"  # unreachable: the whole model failed
+
+
+def _held_twice(model: Layer) -> tuple[str, str, Layer] | None:
+    """The first layer found at two places of the tree (its two names), or None."""
+    seen: dict[int, str] = {}
+    stack = [("", model)]
+    while stack:
+        name, layer = stack.pop()
+        if id(layer) in seen:
+            return seen[id(layer)], name, layer
+        seen[id(layer)] = name
+        kids = [(f"{name}.{k}" if name else k, c) for k, c in layer.named_children()]
+        stack.extend(reversed(kids))  # pre-order: the first place is named first
+    return None
 
 
 def _signature(layer: Layer) -> Signature:

@@ -199,6 +199,16 @@ def test_save_names_a_config_that_from_config_rejects(tmp_path, monkeypatch):
         save(dn.Sequential(dn.ReLU(), IoTower(3)), tmp_path / "m.safetensors")
 
 
+def test_save_refuses_a_layer_held_twice(tmp_path):
+    dense = dn.Dense(3, 3, rng=0)
+    model = dn.Sequential(dense, dn.ReLU(), dn.Residual(dense))
+    with pytest.raises(
+        ValueError, match=r"the same Dense\(in_features=3\) is held at '0' and '2.block'"
+    ):
+        save(model, tmp_path / "m.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
 def test_save_leaves_numpy_global_rng_alone(tmp_path):
     np.random.seed(7)  # noqa: NPY002 - the legacy global RNG is what is under test
     model = IoGlobalRng(3)
