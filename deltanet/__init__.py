@@ -19,7 +19,7 @@ from deltanet.layers import *  # noqa: F403 - the layers are the public API
 from deltanet.layers import __all__ as _layer_names
 from deltanet.layers.registry import layer_from_dict, layer_to_dict
 from deltanet.ops import losses
-from deltanet.training import TrainingDiverged, evaluate, fit, predict
+from deltanet.train import TrainingDiverged, evaluate, fit, predict
 
 __all__ = [
     *_layer_names,
@@ -55,11 +55,11 @@ __all__ = [
 
 
 def minimize(*args, **kwargs):
-    """Full-batch minimisation (CG, L-BFGS-B) through scipy: see ``deltanet.fullbatch.minimize``.
+    """Full-batch minimisation (CG, L-BFGS-B) through scipy: ``deltanet.train.fullbatch.minimize``.
 
     Imported on first use so that ``import deltanet`` (and ``deltanet --help``) skips scipy.
     """
-    from deltanet.fullbatch import minimize as _minimize
+    from deltanet.train.fullbatch import minimize as _minimize
 
     return _minimize(*args, **kwargs)
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.evaluation import mode
-from deltanet.layers.base import Layer
+from deltanet.layers.base import Layer, mode
 
 
 def jacobian(model: Layer, x: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ import pytest
 
 from deltanet.gradcheck import gradcheck, numerical_gradient, relative_difference
 from deltanet.layers.activations import Sigmoid
+from deltanet.layers.containers import Sequential
 from deltanet.layers.dense import Dense
-from deltanet.layers.sequential import Sequential
 from deltanet.ops.dense import dense_backward, dense_forward
 from deltanet.ops.losses import sigmoid_cross_entropy
 
@@ -83,8 +83,8 @@ def test_directional_mode_agrees():
     wrong = Sequential(Dense(3, 5, dtype=np.float64, rng=0))
     orig = wrong[0].backward
 
-    def broken(dy):
-        dx = orig(dy)
+    def broken(dy, **kwargs):
+        dx = orig(dy, **kwargs)
         wrong[0].weight.grad *= 2
         return dx
 

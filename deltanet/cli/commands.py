@@ -50,7 +50,7 @@ def _check_input(x: np.ndarray, meta: dict[str, Any], model: Any) -> np.ndarray:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Loss and accuracy of a model file on a dataset's held-out test set."""
-    from deltanet.training import evaluate
+    from deltanet.train import evaluate
 
     model, meta = load_model_file(args.model_file)
     ds = _dataset_for(args, meta)
@@ -111,7 +111,7 @@ def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Print the class and the probabilities of each example of INPUT."""
-    from deltanet.training import predict
+    from deltanet.train import predict
 
     model, meta = load_model_file(args.model_file)
     x = _check_input(_read_input(args, meta), meta, model)
@@ -183,7 +183,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
 def run_plot(args: argparse.Namespace) -> int:
     """Re-create a run directory's plots from history.csv, model.safetensors and its data."""
     from deltanet.metrics import confusion_matrix
-    from deltanet.training import predict
+    from deltanet.train import predict
 
     run = Path(args.run_dir)
     if not run.is_dir():

@@ -216,8 +216,7 @@ def _run_info(config: dict[str, Any], ds: Any, standardizer: Any) -> dict[str, A
 
 
 def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
-    from deltanet.callbacks import CSVLogger, ModelCheckpoint
-    from deltanet.training import fit
+    from deltanet.train import CSVLogger, ModelCheckpoint, fit
 
     class RunCheckpoint(ModelCheckpoint):
         """Checkpoints that also carry the run's description, so evaluate/predict take them."""
@@ -255,7 +254,7 @@ def _finish(config, out: Path, run: dict, model, history, ds, x_test, started, d
     matrix and plots) and writes."""
     from deltanet import io
     from deltanet.metrics import confusion_matrix
-    from deltanet.training import evaluate, predict
+    from deltanet.train import evaluate, predict
 
     scores = evaluate(model, "cross_entropy", x_test, ds.y_test, distributed=dist is not None)
     if dist is not None and dist.rank() != 0:

@@ -17,6 +17,8 @@ Reductions: ``"sum"`` adds every term. ``"mean"`` differs per loss, on purpose:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from deltanet.ops.activations import log_softmax_forward, sigmoid_forward
@@ -219,3 +221,41 @@ def _check_probabilities(
             f"Received: min {target.min()}, max {target.max()}."
         )
     return target
+
+
+# --- losses by name (fit, evaluate and the command line take a name) --------------------------
+
+LossFn = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+
+def _one_hot_targets(fn: LossFn) -> LossFn:
+    """Wrap a loss on targets of the logits' shape so it also takes integer labels (N,)."""
+
+    def loss(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        if np.issubdtype(y.dtype, np.integer) and y.ndim == logits.ndim - 1:
+            y = np.eye(logits.shape[1], dtype=logits.dtype)[y]
+        return fn(logits, y)
+
+    loss.__name__ = fn.__name__
+    return loss
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": softmax_cross_entropy,
+    "sigmoid_cross_entropy": _one_hot_targets(sigmoid_cross_entropy),
+    "mse": _one_hot_targets(mean_squared_error),
+}
+
+
+def resolve_loss(loss: str | LossFn, where: str = "fit") -> LossFn:
+    """A loss callable ``(logits, y) -> (value, dlogits)`` from itself or from its name."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"{where}: unknown loss {loss!r}. Valid names: {', '.join(LOSSES)}.")
+        return LOSSES[loss]
+    if not callable(loss):
+        raise TypeError(
+            f"{where}: loss must be a name ({', '.join(LOSSES)}) or a callable "
+            f"(logits, y) -> (value, dlogits). Received: {type(loss).__name__}."
+        )
+    return loss

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from deltanet import io
-from deltanet.callbacks import (
+from deltanet.layers import Dense, Dropout, ReLU, Sequential
+from deltanet.optim import SGD, Adam
+from deltanet.train import fit
+from deltanet.train.callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
@@ -17,11 +20,8 @@ from deltanet.callbacks import (
     LearningRateScheduler,
     ModelCheckpoint,
 )
-from deltanet.layers import Dense, Dropout, ReLU, Sequential
-from deltanet.optim import SGD, Adam
-from deltanet.progress import ProgressBar
-from deltanet.training import fit
-from deltanet.training_state import TrainingState
+from deltanet.train.progress import ProgressBar
+from deltanet.train.state import TrainingState
 
 KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_second")
 

@@ -1,4 +1,4 @@
-"""The fit loop's state and the Callback hooks that see it; the state's checkpoint metadata.
+"""The fit loop's state, and the checkpoint metadata that resumes it.
 
 ``TrainingState.checkpoint_metadata()`` is the JSON-able part of a checkpoint (the weights and
 optimizer state are tensors): epoch, step, the shuffling Generator's state, the states of the
@@ -9,45 +9,29 @@ it makes a resumed run draw the same batches and masks as the uninterrupted one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from deltanet.io import FormatError
 from deltanet.layers.base import Layer
 
-if TYPE_CHECKING:
-    from deltanet.callbacks import History
-
 CHECKPOINT_FORMAT = 1  # version of the training metadata a checkpoint carries
 
 
-class Callback:
-    """Base class: every hook does nothing. ``self.state`` is the loop's ``TrainingState``."""
+class Stateful(Protocol):
+    """What the state needs of a callback (``deltanet.train.callbacks.Callback`` has it)."""
 
-    state: TrainingState | None = None
-    # In a distributed fit, only rank 0 runs it (it writes files): see ``fit(distributed=True)``.
-    rank_zero_only: bool = False
+    def state_dict(self) -> dict[str, Any]: ...
 
-    def set_state(self, state: TrainingState) -> None:
-        self.state = state
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
 
-    def on_epoch_begin(self, epoch: int) -> None: ...
+class EpochLog(Protocol):
+    """What the state needs of the History callback: the epochs and their logs so far."""
 
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None: ...
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None: ...
-
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state a checkpoint keeps, so a resumed run behaves as an uninterrupted one."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+    epoch: list[int]
+    history: dict[str, list[Any]]
 
 
 @dataclass(eq=False)
@@ -66,9 +50,9 @@ class TrainingState:
     step: int = 0  # optimizer steps taken: the iteration a per-step schedule sees next
     initial_epoch: int = 0  # > 0 after resuming from a checkpoint
     stop_training: bool = False
-    distributed: bool = False  # data-parallel over MPI ranks (fit(..., distributed=True))
-    history: History | None = None
-    callbacks: list[Callback] = field(default_factory=list)
+    distributed: bool = False  # data-parallel over MPI ranks (set by the strategy's start)
+    history: EpochLog | None = None
+    callbacks: list[Stateful] = field(default_factory=list)
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         """JSON-able metadata that, with the weights and optimizer state, resumes the run."""
@@ -116,7 +100,7 @@ class TrainingState:
             if key in saved:
                 cb.load_state_dict(saved[key])
 
-    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+    def _keyed_callbacks(self) -> list[tuple[str, Stateful]]:
         """Stable keys: class name, plus ``#k`` for the k-th repeat (History is saved apart)."""
         seen: dict[str, int] = {}
         out = []
@@ -129,14 +113,19 @@ class TrainingState:
         return out
 
 
-def layer_generators(model: Layer, prefix: str = "") -> list[tuple[str, np.random.Generator]]:
-    """``("path:attr", Generator)`` for every Generator a layer of ``model`` owns (dropout)."""
-    found = [
-        (f"{prefix}:{k}", v) for k, v in vars(model).items() if isinstance(v, np.random.Generator)
+def layer_generators(model: Layer) -> list[tuple[str, np.random.Generator]]:
+    """``("layer:attr", Generator)`` for every Generator a layer of ``model`` owns (dropout).
+
+    ``layer`` is the dotted name in the layer tree (``""`` for the model itself, ``"0"``,
+    ``"3.block.1"``), so the Generators of a custom block's layers are checkpointed too; for a
+    Sequential the keys are those of earlier versions (``"2:rng"``).
+    """
+    return [
+        (f"{name}:{attr}", value)
+        for name, layer in model.named_layers()
+        for attr, value in vars(layer).items()
+        if isinstance(value, np.random.Generator)
     ]
-    for i, sub in enumerate(model.sublayers()):
-        found += layer_generators(sub, f"{prefix}.{i}" if prefix else str(i))
-    return found
 
 
 def _check_metadata(meta: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from deltanet.training_state import Callback
+from deltanet.train.callbacks import Callback
 
 
 class ProgressBar(Callback):

@@ -28,9 +28,8 @@ CHILD = """
 import os
 import sys
 import numpy as np
-from deltanet.callbacks import ModelCheckpoint
 from deltanet.optim import Adam
-from deltanet.training import fit
+from deltanet.train import ModelCheckpoint, fit
 from deltanet.zoo import build_model
 
 directory, epochs = sys.argv[1], int(sys.argv[2])
@@ -48,7 +47,7 @@ fit(model, "cross_entropy", Adam(model.parameters(), lr=1e-3), (x, y), epochs=ep
 
 
 def start(script: Path, directory: Path, epochs: int) -> subprocess.Popen:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

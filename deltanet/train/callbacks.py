@@ -1,4 +1,5 @@
-"""Callbacks of the fit loop: History, EarlyStopping, ModelCheckpoint, CSVLogger, LR schedules.
+"""Callbacks of the fit loop: the Callback base, History, EarlyStopping, ModelCheckpoint,
+CSVLogger, LearningRateScheduler (``ProgressBar`` is in ``deltanet.train.progress``).
 
 A callback sees the loop through ``self.state`` (a ``TrainingState``, set by ``fit``) and may
 stop it by setting ``self.state.stop_training = True``. Hooks, in order of a run:
@@ -8,8 +9,6 @@ Epochs are counted from 0 in the hooks, as in Keras. The epoch logs hold ``loss`
 ``accuracy`` (means over the epoch's examples), ``val_loss`` and ``val_accuracy`` (with
 validation data), ``lr`` (of the epoch's last step), ``seconds`` (the whole epoch) and
 ``images_per_second`` (training examples over the training time, validation excluded).
-``Callback`` and ``TrainingState`` live in ``deltanet.training_state``, ``ProgressBar`` in
-``deltanet.progress``; all are importable from here.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from deltanet.io import save
-from deltanet.progress import ProgressBar
-from deltanet.training_state import Callback, TrainingState
+from deltanet.train.state import TrainingState
 
 __all__ = [
     "CSVLogger",
@@ -34,9 +32,35 @@ __all__ = [
     "History",
     "LearningRateScheduler",
     "ModelCheckpoint",
-    "ProgressBar",
-    "TrainingState",
 ]
+
+
+class Callback:
+    """Base class: every hook does nothing. ``self.state`` is the loop's ``TrainingState``."""
+
+    state: TrainingState = None  # type: ignore[assignment]  # fit sets it before any hook
+    # Runs on the primary process only (it writes files): rank 0 of a distributed fit.
+    rank_zero_only: bool = False
+
+    def set_state(self, state: TrainingState) -> None:
+        self.state = state
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
+
+    def on_epoch_begin(self, epoch: int) -> None: ...
+
+    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None: ...
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state a checkpoint keeps, so a resumed run behaves as an uninterrupted one."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 class History(Callback):

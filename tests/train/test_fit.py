@@ -1,4 +1,4 @@
-"""fit / evaluate / predict: learning, determinism, resume, divergence, modes, bad input."""
+"""fit: learning, determinism, schedules, modes, resume, the progress display, bad input."""
 
 from __future__ import annotations
 
@@ -9,38 +9,12 @@ import numpy as np
 import pytest
 
 from deltanet import io
-from deltanet.callbacks import Callback, CSVLogger, ModelCheckpoint
 from deltanet.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sequential
 from deltanet.optim import SGD, Adam
-from deltanet.progress import ProgressBar
-from deltanet.training import TrainingDiverged, evaluate, fit, predict
-
-VAL_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
-
-
-def blobs(n=120, seed=0, features=6, classes=4, dtype=np.float32):
-    """Four separable clusters in ``features`` dims."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n)
-    centers = np.random.default_rng(99).standard_normal((classes, features)) * 3
-    x = centers[y] + rng.standard_normal((n, features))
-    return x.astype(dtype), y.astype(np.int64)
-
-
-def mlp(seed=0, dropout=0.0, features=6, classes=4):
-    layers = [Dense(features, 16, rng=seed), ReLU()]
-    if dropout:
-        layers.append(Dropout(dropout, rng=seed + 1))
-    return Sequential(*layers, Dense(16, classes, rng=seed + 2))
-
-
-def weights(model):
-    return [p.data.copy() for p in model.parameters()]
-
-
-def assert_same_weights(a, b):
-    for wa, wb in zip(weights(a), weights(b), strict=True):
-        np.testing.assert_array_equal(wa, wb)
+from deltanet.train import Callback, CSVLogger, ModelCheckpoint, evaluate, fit, predict
+from deltanet.train.progress import ProgressBar
+from deltanet.train.strategy import LocalStrategy, Strategy
+from tests.train.common import VAL_KEYS, assert_same_weights, blobs, mlp, weights
 
 
 class ModeSpy(Layer):
@@ -50,12 +24,11 @@ class ModeSpy(Layer):
         super().__init__()
         self.modes = []
 
-    def forward(self, x):
+    def _forward(self, x):
         self.modes.append(self.training)
-        self._cache = ()
-        return x
+        return x, None
 
-    def backward(self, dy):
+    def _backward(self, dy, cache, input_grad):
         return dy
 
 
@@ -94,23 +67,6 @@ def test_epoch_loss_is_the_mean_over_examples():
     # lr 0: the weights never move, so the epoch loss is the loss of the whole data set
     assert hist.history["loss"][0] == pytest.approx(evaluate(model, "cross_entropy", x, y)["loss"])
     assert [n for n, _ in seen] == [16, 16, 16, 2]
-
-
-def test_evaluate_and_predict_match_manual_computation():
-    x, y = blobs(30, classes=7)
-    model = mlp(classes=7)
-    logits = model(x).astype(np.float64)
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    classes, probs = predict(model, x, batch_size=7)
-    np.testing.assert_array_equal(classes, logits.argmax(1))
-    np.testing.assert_allclose(probs, p, rtol=1e-5)
-    assert probs.dtype == np.float32
-    scores = evaluate(model, "cross_entropy", x, y, batch_size=8)
-    assert scores["loss"] == pytest.approx(-np.mean(np.log(p[np.arange(30), y])), rel=1e-5)
-    assert scores["accuracy"] == np.mean(logits.argmax(1) == y)
-    top5 = np.mean([y[i] in np.argsort(-logits[i])[:5] for i in range(30)])
-    assert scores["top5"] == pytest.approx(top5)
 
 
 @pytest.mark.parametrize("loss", ["sigmoid_cross_entropy", "mse"])
@@ -270,69 +226,6 @@ def test_resume_into_a_different_model_is_refused(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-# --- divergence -----------------------------------------------------------------------------
-
-
-def test_divergence_names_step_and_layer_and_keeps_last_checkpoint(tmp_path):
-    x, y = blobs()  # 8 batches per epoch
-    model = mlp()
-    last = tmp_path / "last.safetensors"
-
-    def schedule(it):
-        return 0.05 if it < 10 else 1e30  # explodes in epoch 2, batch 3
-
-    with pytest.raises(TrainingDiverged) as info:
-        fit(model, "cross_entropy", SGD(model), (x, y), epochs=3, batch_size=16,
-            schedule=schedule, callbacks=[ModelCheckpoint(tmp_path, save_best=False)],
-            verbose=0)  # fmt: skip
-    err = info.value
-    msg = str(err)
-    assert "epoch 2/3" in msg and "batch 4/8" in msg and "iteration 11" in msg, msg
-    assert "First non-finite: output of layer 2 Dense(in_features=16)" in msg, msg
-    assert (err.epoch, err.batch, err.step, err.layer) == (2, 4, 11, "2")
-    meta = io.load_checkpoint(last).metadata
-    assert meta["epoch"] == 1 and meta["step"] == 8
-    ckpt = io.load_checkpoint(last)
-    assert all(np.isfinite(v).all() for v in ckpt.model.state_dict().values())
-
-
-def test_poisoned_weight_in_nested_sequential_is_found():
-    x, y = blobs(32)
-    model = Sequential(Dense(6, 8, rng=0), ReLU(), Sequential(Dense(8, 8, rng=1), ReLU()),
-                       Dense(8, 4, rng=2))  # fmt: skip
-    model.layers[2].layers[0].weight.data[0, 0] = np.nan
-    with pytest.raises(TrainingDiverged, match=r"output of layer 2\.0 Dense\(in_features=8\)"):
-        fit(model, "cross_entropy", SGD(model), (x, y), verbose=0)
-
-
-class NanGradient(Layer):
-    """Identity forward, NaN backward: only the gradient goes non-finite."""
-
-    def forward(self, x):
-        self._cache = ()
-        return x
-
-    def backward(self, dy):
-        return dy * np.nan
-
-
-def test_non_finite_gradient_is_found_from_the_top():
-    x, y = blobs(32)
-    model = Sequential(Dense(6, 8, rng=0), NanGradient(), ReLU(), Dense(8, 4, rng=2))
-    with pytest.raises(TrainingDiverged) as info:
-        fit(model, "cross_entropy", SGD(model), (x, y), verbose=0)
-    assert "a gradient is non-finite" in str(info.value)
-    assert "gradient (input) of layer 1 NanGradient()" in str(info.value)
-    assert info.value.layer == "1"
-
-
-def test_optimizer_step_that_overflows_names_the_parameter():
-    x, y = blobs(32)
-    model = mlp()
-    with pytest.raises(TrainingDiverged, match="optimizer step made weight non-finite"):
-        fit(model, "cross_entropy", SGD(model, lr=3e38), (x * 1000, y), verbose=0)
-
-
 # --- progress display -----------------------------------------------------------------------
 
 
@@ -399,12 +292,80 @@ def test_fit_rejects_bad_input_before_training(change, error, match):
         _bad_fit(**change)
 
 
-def test_evaluate_and_predict_reject_bad_input():
+# --- strategies -----------------------------------------------------------------------------
+
+
+class Recording(LocalStrategy):
+    """One process, recording the hooks fit calls; stops after the first epoch."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self, state, data, val, settings):
+        self.calls.append(("start", sorted(settings)))
+
+    def epoch(self, model):
+        self.calls.append("epoch")
+        return super().epoch(model)
+
+    def step(self, model, xb, yb, loss_fn):
+        self.calls.append("step")
+        return super().step(model, xb, yb, loss_fn)
+
+    def end_epoch(self, model):
+        self.calls.append("end_epoch")
+
+    def shard(self, n):
+        self.calls.append("shard")
+        return super().shard(n)
+
+    def should_stop(self, stop):
+        self.calls.append("should_stop")
+        return True
+
+
+def test_fit_runs_its_work_through_the_strategy():
+    x, y = blobs(32)
+    a, b = mlp(), mlp()
+    strategy = Recording()
+    fit(a, "cross_entropy", SGD(a), (x, y), epochs=3, batch_size=16, validation_data=(x, y),
+        strategy=strategy, verbose=0)  # fmt: skip
+    assert strategy.calls == [("start", ["loss", "resume_from", "seed", "shuffle"]), "epoch",
+                              "step", "step", "end_epoch", "shard", "should_stop"]  # fmt: skip
+    fit(b, "cross_entropy", SGD(b), (x, y), epochs=1, batch_size=16, verbose=0)
+    assert_same_weights(a, b)  # the local strategy's step is the default one
+
+
+def test_setup_failure_and_training_errors_reach_the_strategy():
+    seen = []
+
+    class Watching(LocalStrategy):
+        def setup_failed(self, err):
+            seen.append(("setup", type(err).__name__))
+
+        def on_error(self, err):
+            seen.append(("training", type(err).__name__))
+
+    class Boom(Callback):
+        def on_batch_end(self, step, logs):
+            raise RuntimeError("boom")
+
     x, y = blobs(8)
     model = mlp()
-    with pytest.raises(TypeError, match="predict: x must be a float"):
-        predict(model, x.astype(np.int64))
-    with pytest.raises(ValueError, match="predict: batch_size"):
-        predict(model, x, batch_size=0)
-    with pytest.raises(ValueError, match="evaluate"):
-        evaluate(model, "cross_entropy", x, y[:3])
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(model, "cross_entropy", SGD(model), (x, y), batch_size=0, strategy=Watching())
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(model, "cross_entropy", SGD(model), (x, y), callbacks=[Boom()], verbose=0,
+            strategy=Watching())  # fmt: skip
+    assert seen == [("setup", "ValueError"), ("training", "RuntimeError")]
+
+
+def test_strategy_arguments_are_checked():
+    x, y = blobs(8)
+    model = mlp()
+    with pytest.raises(TypeError, match="fit: strategy must be a deltanet.train.strategy"):
+        fit(model, "cross_entropy", SGD(model), (x, y), strategy="mpi")
+    with pytest.raises(ValueError, match="pass either strategy or distributed"):
+        fit(model, "cross_entropy", SGD(model), (x, y), strategy=Strategy(), distributed=True)
+    with pytest.raises(TypeError, match="fit: sync_batch_norm must be a bool"):
+        fit(model, "cross_entropy", SGD(model), (x, y), sync_batch_norm=1)

@@ -1,7 +1,8 @@
-"""The program ``tests/test_distributed.py`` runs under ``mpiexec -n N``, one scenario per run.
+"""The program ``tests/distributed/test_strategy.py`` runs under ``mpiexec -n N``, one scenario
+per run.
 
-``python -m tests.mpi_worker SCENARIO OUT_DIR``; rank 0 writes the results into OUT_DIR. The
-same builders give the single-process reference inside the test.
+``python -m tests.distributed.mpi_worker SCENARIO OUT_DIR``; rank 0 writes the results into
+OUT_DIR. The same builders give the single-process reference inside the test.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 import numpy as np
 
 from deltanet import distributed as dist
-from deltanet.callbacks import Callback, ModelCheckpoint
 from deltanet.layers import BatchNorm2D, Conv2D, Dense, Flatten, ReLU, Sequential
 from deltanet.optim import SGD
-from deltanet.training import TrainingDiverged, evaluate, fit
+from deltanet.train import Callback, ModelCheckpoint, TrainingDiverged, evaluate, fit
+from tests.train.common import residual_net
 
 BATCH, EXAMPLES = 24, 84  # 4 steps an epoch, the last on 12 examples (6 per rank of 2)
 
@@ -33,6 +34,11 @@ def model(batch_norm: bool = False, seed: int = 0) -> Sequential:
     rng = np.random.default_rng(seed)
     norm = [BatchNorm2D(4)] if batch_norm else []
     return Sequential(Conv2D(1, 4, 3, rng=rng), *norm, ReLU(), Flatten(), Dense(64, 3, rng=rng))
+
+
+def residual() -> Sequential:
+    """Batch norm inside a custom block inside a Residual; no dropout (ranks draw their own)."""
+    return residual_net(p=0.0)
 
 
 def train(net, epochs, *, distributed=False, sync=False, seed=0, callbacks=(), resume=None,
@@ -88,6 +94,11 @@ def main(scenario: str, out: str) -> None:
         primitives(out)
         save(out, "plain.npz", train(model(), 2, distributed=True))
         save(out, "sync_bn.npz", train(model(True), 2, distributed=True, sync=True))
+        net = train(residual(), 2, distributed=True, sync=True)
+        save(out, "residual_sync_bn.npz", net)
+        buffers = {k.replace(".", "_"): v for k, v in net.named_buffers()}
+        classes = np.array([type(layer).__name__ for layer in net.layers_tree()])
+        np.savez(os.path.join(out, f"residual{dist.rank()}.npz"), classes=classes, **buffers)
         net = train(model(True), 2, distributed=True)
         save(out, "per_rank_bn.npz", net)
         buffers = {k.replace(".", "_"): v for k, v in net.named_buffers()}

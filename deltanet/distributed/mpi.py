@@ -1,48 +1,24 @@
-"""Data-parallel training over MPI: every rank holds the whole model and a shard of each batch.
-
-Launch with ``mpiexec -n N python script.py`` (or ``mpiexec -n N deltanet train --distributed``).
-Rank 0 broadcasts the initial weights (``broadcast_parameters``); each rank computes gradients
-on its shard of every global batch; ``allreduce_gradients`` sums them in place over one flat
-buffer per dtype (one float32 buffer for the zoo models), so every rank applies the same update.
-Per step that moves ``4 x parameters`` bytes each way (LeNet-5: 61,706 parameters, 247 kB).
+"""MPI collectives that never hang, and fingerprints that the ranks compare.
 
 mpi4py is imported lazily (``pip install "deltanet[mpi]"``). Without it, ``rank()`` is 0 and
 ``world_size()`` is 1, and everything here runs as one process.
 
 Faults never hang the job: a collective that waits longer than ``DELTANET_MPI_TIMEOUT``
-seconds (default 600) prints which rank gave up and calls ``MPI Abort``; ``fit`` aborts the
-job when any rank raises during training. ``check_consistent`` compares fingerprints (seed,
-model, data, settings) across ranks before training and raises the same clear error on all.
+seconds (default 600) prints which rank gave up and calls ``MPI Abort``. ``check_consistent``
+compares fingerprints (seed, model, data, settings) across ranks before training and raises the
+same clear error on all.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from deltanet.layers.base import Layer
-
-__all__ = [
-    "abort",
-    "allreduce_gradients",
-    "available",
-    "broadcast_array",
-    "broadcast_parameters",
-    "broadcast_text",
-    "check_consistent",
-    "rank",
-    "require",
-    "shard",
-    "world_size",
-]
 
 TIMEOUT_ENV = "DELTANET_MPI_TIMEOUT"
 DEFAULT_TIMEOUT = 600.0  # seconds a collective may wait: longer than any checkpoint write
@@ -148,14 +124,17 @@ def _wait(requests: list[Any], what: str) -> None:
 
 def allreduce_sum(buffer: np.ndarray, what: str = "allreduce") -> np.ndarray:
     """Sum a contiguous array over all ranks, in place; returns it."""
-    if world_size() == 1:
-        return buffer
-    MPI = _mpi()
-    _wait([MPI.COMM_WORLD.Iallreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)], what)
+    allreduce_many([buffer], what)
     return buffer
 
 
-# --- weights and gradients ------------------------------------------------------------------
+def allreduce_many(buffers: list[np.ndarray], what: str = "allreduce") -> None:
+    """Sum each contiguous array over all ranks, in place, all of them in one wait."""
+    if world_size() == 1:
+        return
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD
+    _wait([comm.Iallreduce(MPI.IN_PLACE, b, op=MPI.SUM) for b in buffers], what)
 
 
 def broadcast_array(buffer: np.ndarray, root: int = 0, what: str = "broadcast") -> np.ndarray:
@@ -177,99 +156,7 @@ def broadcast_text(text: str, root: int = 0) -> str:
     return broadcast_array(buffer, root, "broadcast_text").tobytes().decode()
 
 
-def _by_dtype(arrays: list[np.ndarray]) -> dict[np.dtype, list[int]]:
-    groups: dict[np.dtype, list[int]] = {}
-    for i, a in enumerate(arrays):
-        groups.setdefault(a.dtype, []).append(i)
-    return dict(sorted(groups.items(), key=lambda kv: kv[0].str))  # the same order on all ranks
-
-
-def broadcast_parameters(model: Layer, root: int = 0) -> None:
-    """Copy ``root``'s parameters and buffers (batch-norm statistics) into every rank's model."""
-    if not isinstance(model, Layer):
-        raise TypeError(
-            f"broadcast_parameters: model must be a deltanet Layer. "
-            f"Received: {type(model).__name__}."
-        )
-    if world_size() == 1:
-        return
-    check_consistent({"model architecture": architecture(model)})  # the buffers must match
-    state = model.state_dict()
-    names = list(state)
-    arrays = [np.asarray(state[k]) for k in names]
-    new: dict[str, np.ndarray] = {}
-    for dtype, idx in _by_dtype(arrays).items():
-        flat = np.concatenate([arrays[i].ravel() for i in idx]).astype(dtype, copy=False)
-        broadcast_array(flat, root, "broadcast_parameters")
-        offset = 0
-        for i in idx:
-            new[names[i]] = flat[offset : offset + arrays[i].size].reshape(arrays[i].shape)
-            offset += arrays[i].size
-    model.load_state_dict(new)
-
-
-_BUFFERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> flat buffers
-
-
-def _flat_buffers(model: Layer) -> list[tuple[np.ndarray, list[Any]]]:
-    """One flat buffer per gradient dtype, kept per model so no step allocates one."""
-    params = model.parameters()
-    key = [(p.shape, p.grad.dtype) for p in params]
-    cached = _BUFFERS.get(model)
-    if cached is None or cached[0] != key:
-        groups = _by_dtype([p.grad for p in params])
-        buffers = [
-            (np.empty(sum(params[i].size for i in idx), dtype), [params[i] for i in idx])
-            for dtype, idx in groups.items()
-        ]
-        cached = _BUFFERS[model] = (key, buffers)
-    return cached[1]
-
-
-def allreduce_gradients(
-    model: Layer, *, average: bool = True, extra: np.ndarray | None = None
-) -> None:
-    """Sum (``average``: and divide by the number of ranks) every ``Parameter.grad`` over ranks.
-
-    The gradients are packed into one flat buffer per dtype and reduced in place with
-    ``Iallreduce(IN_PLACE)``. ``extra`` (a float64 array) is summed in the same wait (the fit
-    loop reduces its loss and accuracy counts with it).
-    """
-    if not isinstance(model, Layer):
-        raise TypeError(
-            f"allreduce_gradients: model must be a deltanet Layer. "
-            f"Received: {type(model).__name__}."
-        )
-    if world_size() == 1:
-        return
-    MPI = _mpi()
-    comm = MPI.COMM_WORLD
-    buffers = _flat_buffers(model)
-    requests = []
-    for flat, params in buffers:
-        np.concatenate([p.grad.ravel() for p in params], out=flat)
-        requests.append(comm.Iallreduce(MPI.IN_PLACE, flat, op=MPI.SUM))
-    if extra is not None:
-        requests.append(comm.Iallreduce(MPI.IN_PLACE, extra, op=MPI.SUM))
-    _wait(requests, "allreduce_gradients")
-    scale = 1.0 / comm.Get_size() if average else 1.0
-    for flat, params in buffers:
-        offset = 0
-        for p in params:
-            p.grad[...] = flat[offset : offset + p.size].reshape(p.shape)
-            if average:
-                p.grad *= scale
-            offset += p.size
-
-
 # --- consistency across ranks ---------------------------------------------------------------
-
-
-def architecture(model: Layer) -> str:
-    """The model's layers and their settings as JSON (no weights)."""
-    from deltanet.layers.config import layer_to_dict
-
-    return json.dumps(layer_to_dict(model), sort_keys=True)
 
 
 def fingerprint_array(a: np.ndarray) -> str:

@@ -1,17 +1,20 @@
-"""fit: mini-batch training with callbacks, checkpoints and resume (evaluate, predict too).
+"""fit: mini-batch training with callbacks, checkpoints and resume.
 
 One step: ``optimizer.lr = schedule(step)`` (if a schedule is given), ``model.zero_grad()``,
-``logits = model(xb)``, ``value, dlogits = loss(logits, yb)``, ``model.backward(dlogits)``,
-``optimizer.step()``. A non-finite loss, gradient or parameter stops training with
-``TrainingDiverged``; checkpoints written before stay as they were.
+``logits = model(xb)``, ``value, dlogits = loss(logits, yb)``,
+``model.backward(dlogits, input_grad=False)``, ``optimizer.step()``. A non-finite loss, gradient
+or parameter stops training with ``TrainingDiverged``; checkpoints written before stay as they
+were.
 
-``distributed=True`` (under ``mpiexec -n N``): every rank passes the same data and settings;
+Where the work runs is the strategy's business (``deltanet.train.strategy``): one process by
+default; ``distributed=True`` (under ``mpiexec -n N``) is the short form of
+``strategy=deltanet.distributed.MPIStrategy()``: every rank passes the same data and settings;
 they are compared across ranks first (a clear error on every rank if they differ), rank 0's
 weights are broadcast, each rank runs its shard of every global batch, the gradients are summed
-over the ranks (``deltanet.distributed``), and every rank takes the same step: N ranks reach
-the weights of one process with the same batch size. Only rank 0 prints and runs the
-callbacks marked ``rank_zero_only`` (checkpoints, CSV logs). An exception on one rank during
-training aborts the whole job (MPI Abort) instead of leaving the others waiting.
+over the ranks, and every rank takes the same step: N ranks reach the weights of one process
+with the same batch size. Only rank 0 prints and runs the callbacks marked ``rank_zero_only``
+(checkpoints, CSV logs). An exception on one rank during training aborts the whole job (MPI
+Abort) instead of leaving the others waiting.
 """
 
 from __future__ import annotations
@@ -23,34 +26,18 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.callbacks import Callback, History, ModelCheckpoint, TrainingState
 from deltanet.data import batches
-from deltanet.divergence import (
-    TrainingDiverged,
-    diverged,
-    diverged_at,
-    finite,
-    first_bad_parameter,
-)
-from deltanet.evaluation import (
-    LOSSES,
-    LossFn,
-    check_int,
-    check_xy,
-    evaluate,
-    evaluate_batches,
-    mode,
-    predict,
-    resolve_loss,
-)
 from deltanet.init import as_rng
 from deltanet.io import FormatError, load_checkpoint
-from deltanet.layers.base import Layer
-from deltanet.layers.sequential import backward_parameters
-from deltanet.metrics import predicted_classes
-from deltanet.progress import ProgressBar
-
-__all__ = ["LOSSES", "TrainingDiverged", "evaluate", "fit", "predict", "resolve_loss"]
+from deltanet.layers.base import Layer, mode
+from deltanet.ops.losses import LossFn, resolve_loss
+from deltanet.train.callbacks import Callback, History, ModelCheckpoint
+from deltanet.train.divergence import diverged, diverged_at, finite, first_bad_parameter
+from deltanet.train.evaluate import check_int, check_xy, evaluate_batches
+from deltanet.train.progress import ProgressBar
+from deltanet.train.select import select_strategy
+from deltanet.train.state import TrainingState
+from deltanet.train.strategy import Strategy
 
 # --- input validation -----------------------------------------------------------------------
 
@@ -84,6 +71,7 @@ def fit(
     resume_from: str | os.PathLike | None = None,
     distributed: bool = False,
     sync_batch_norm: bool = False,
+    strategy: Strategy | None = None,
 ) -> History:
     """Train ``model`` on ``train_data = (x (N, ...), y (N,))`` for ``epochs`` epochs.
 
@@ -92,45 +80,34 @@ def fit(
     checkpoint of ``ModelCheckpoint``; training continues after its epoch as if never stopped.
     ``distributed``: data-parallel over the MPI ranks (module docstring); ``batch_size`` is the
     global batch. ``sync_batch_norm``: batch norm with the statistics of the global batch
-    instead of each rank's shard (see ``deltanet.layers.norm``).
+    instead of each rank's shard, during the training steps (``deltanet.distributed.
+    SyncBatchNorm``); after ``fit`` the model holds its own layers again. ``strategy``: a
+    ``deltanet.train.strategy.Strategy`` instead of the two flags.
     """
-    dist = _distributed(distributed, sync_batch_norm)  # None or deltanet.distributed_fit
+    strategy = select_strategy("fit", strategy, distributed, sync_batch_norm)
     try:
         state, data, val, loss_fn, bar = _prepare(
             model, loss, optimizer, train_data, validation_data, epochs, batch_size,
-            schedule, callbacks, seed, verbose, resume_from, dist is None or dist.rank() == 0,
+            schedule, callbacks, seed, verbose, resume_from, strategy.is_primary,
         )  # fmt: skip
     except Exception as err:
-        if dist is not None:
-            dist.setup_failed(err)  # raises on every rank, naming the rank that failed
+        strategy.setup_failed(err)
         raise
-    if dist is not None:  # the ranks agree (or all raise), then start from rank 0's weights
-        dist.start(state, data, val, (loss, seed, shuffle, resume_from, sync_batch_norm))
+    settings = {"loss": loss, "seed": seed, "shuffle": shuffle, "resume_from": resume_from}
+    strategy.start(state, data, val, settings)
     try:
         with mode(model, True):
-            _train(state, data, val, loss_fn, schedule, shuffle, sync_batch_norm)
-    except TrainingDiverged:
-        raise  # decided from reduced values: every rank raises it together
+            _train(state, strategy, data, val, loss_fn, schedule, shuffle)
     except Exception as err:
-        if dist is None:
-            raise
-        dist.abort(f"fit failed: {type(err).__name__}: {err}")
+        strategy.on_error(err)
+        raise
     finally:
         bar.close()
     return state.history
 
 
-def _distributed(distributed: Any, sync_batch_norm: Any) -> Any:
-    for key, flag in (("distributed", distributed), ("sync_batch_norm", sync_batch_norm)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"fit: {key} must be a bool. Received: {key}={flag!r}.")
-    if sync_batch_norm and not distributed:
-        raise ValueError("fit: sync_batch_norm=True needs distributed=True.")
-    return dfit() if distributed else None
-
-
 def _prepare(model, loss, optimizer, train_data, validation_data, epochs, batch_size,
-             schedule, callbacks, seed, verbose, resume_from, rank_zero):  # fmt: skip
+             schedule, callbacks, seed, verbose, resume_from, primary):  # fmt: skip
     """Checked arguments, the loop's state (resumed if asked) and the progress bar."""
     loss_fn, (x, y), val = _check_fit_args(model, loss, optimizer, train_data, validation_data)
     epochs = check_int("fit", "epochs", epochs, 0)
@@ -139,7 +116,7 @@ def _prepare(model, loss, optimizer, train_data, validation_data, epochs, batch_
         raise TypeError(f"fit: schedule must be callable step -> lr. Received: {schedule!r}.")
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2. Received: {verbose!r}.")
-    history, bar, ordered = _arrange_callbacks(callbacks, verbose, rank_zero)
+    history, bar, ordered = _arrange_callbacks(callbacks, verbose, primary)
     state = TrainingState(
         model=model,
         optimizer=optimizer,
@@ -174,19 +151,20 @@ def _check_fit_args(model: Any, loss: Any, optimizer: Any, train_data: Any, val_
 
 
 def _arrange_callbacks(
-    callbacks: Any, verbose: int, rank_zero: bool = True
-) -> tuple[History, ProgressBar, list]:
+    callbacks: Any, verbose: int, primary: bool = True
+) -> tuple[History, ProgressBar, list[Callback]]:
     """History first, checkpoints after the other callbacks (so they save their latest
     state), the progress bar last; a History or ProgressBar the caller gave is used as is.
-    Off rank 0 of a distributed run: no progress bar and no ``rank_zero_only`` callbacks."""
+    Off the primary process (rank 0) of a distributed run: no progress bar and no
+    ``rank_zero_only`` callbacks."""
     user = list(callbacks or ())
     for cb in user:
         if not isinstance(cb, Callback):
             raise TypeError(
-                f"fit: every callback must be a deltanet.callbacks.Callback. "
+                f"fit: every callback must be a deltanet.train.callbacks.Callback. "
                 f"Received: {type(cb).__name__}."
             )
-    if not rank_zero:
+    if not primary:
         user = [cb for cb in user if not (cb.rank_zero_only or isinstance(cb, ProgressBar))]
         verbose = 0
     history = next((cb for cb in user if isinstance(cb, History)), None) or History()
@@ -202,8 +180,8 @@ def _log_keys(validation: bool) -> tuple[str, ...]:
     return ("loss", "accuracy", *val, "lr", "seconds", "images_per_second")
 
 
-def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle, sync_bn) -> None:
-    callbacks = state.callbacks
+def _train(state: TrainingState, strategy: Strategy, data, val, loss_fn, schedule, shuffle):
+    callbacks = _callbacks(state)
     for cb in callbacks:
         cb.on_train_begin({})
     logs: dict[str, Any] = {}
@@ -211,15 +189,15 @@ def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle, 
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
         start = time.perf_counter()
-        logs = _train_epoch(state, data, loss_fn, schedule, shuffle, epoch, sync_bn)
-        if state.distributed and not sync_bn:  # each rank tracked its shard's statistics
-            dfit().average_buffers(state.model)
+        with strategy.epoch(state.model):
+            logs = _train_epoch(state, strategy, data, loss_fn, schedule, shuffle, epoch)
+        strategy.end_epoch(state.model)
         train_seconds = time.perf_counter() - start
         if val is not None:
+            xv, yv = val
             scores = evaluate_batches(
-                state.model, loss_fn, *val, max(state.batch_size, 256),
-                distributed=state.distributed,
-            )  # fmt: skip
+                state.model, loss_fn, xv, yv, max(state.batch_size, 256), strategy
+            )
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         logs["lr"] = float(state.optimizer.lr)
         logs["seconds"] = time.perf_counter() - start
@@ -227,32 +205,26 @@ def _train(state: TrainingState, data, val, loss_fn: LossFn, schedule, shuffle, 
         state.epoch = epoch + 1
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs)
-        if state.stop_training if not state.distributed else dfit().should_stop(state):
+        state.stop_training = strategy.should_stop(state.stop_training)
+        if state.stop_training:
             break
     for cb in callbacks:
         cb.on_train_end(logs)
 
 
-def dfit() -> Any:
-    """``deltanet.distributed_fit``: imported by distributed runs only; needs mpi4py."""
-    from deltanet import distributed_fit
-
-    distributed_fit.dist.require()
-    return distributed_fit
+def _callbacks(state: TrainingState) -> list[Callback]:
+    return state.callbacks  # type: ignore[return-value]  # fit put Callbacks there
 
 
-def _train_epoch(state: TrainingState, data, loss_fn, schedule, shuffle, epoch, sync_bn) -> dict:
+def _train_epoch(state: TrainingState, strategy, data, loss_fn, schedule, shuffle, epoch) -> dict:
     """One pass over the data; returns ``{"loss", "accuracy"}`` (means over the examples)."""
-    if sync_bn:
-        with dfit().synchronised_batch_norm(state.model, True):
-            return _train_epoch(state, data, loss_fn, schedule, shuffle, epoch, False)
     x, y = data
     total, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     for batch, (xb, yb) in enumerate(
         batches(x, y, state.batch_size, shuffle=shuffle, rng=state.rng)
     ):
-        value, right = _train_step(state, xb, yb, loss_fn, schedule, (epoch, batch))
+        value, right = _train_step(state, strategy, xb, yb, loss_fn, schedule, (epoch, batch))
         n = len(yb)
         seen += n
         total += value * n
@@ -260,31 +232,27 @@ def _train_epoch(state: TrainingState, data, loss_fn, schedule, shuffle, epoch, 
         elapsed = max(time.perf_counter() - start, 1e-9)
         batch_logs = {"batch": batch, "size": n, "loss": total / seen, "accuracy": correct / seen}
         batch_logs.update(lr=float(state.optimizer.lr), images_per_second=seen / elapsed)
-        for cb in state.callbacks:
+        for cb in _callbacks(state):
             cb.on_batch_end(state.step - 1, batch_logs)
     return {"loss": total / max(seen, 1), "accuracy": correct / max(seen, 1)}
 
 
-def _train_step(state: TrainingState, xb, yb, loss_fn, schedule, where) -> tuple[float, int]:
+def _train_step(state: TrainingState, strategy, xb, yb, loss_fn, schedule, where):
     """One optimizer step on the global batch; returns its mean loss and its correct count."""
     model, optimizer = state.model, state.optimizer
     if schedule is not None:
         optimizer.lr = float(schedule(state.step))
     model.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are checked below
-        if state.distributed:
-            value, correct, (xb, yb) = dfit().sharded_pass(state, xb, yb, loss_fn)
-        else:
-            logits = model(xb)
-            value, dlogits = loss_fn(logits, yb)
-            correct = int(np.count_nonzero(predicted_classes(logits) == yb))
-        value = float(value)
+        value, correct, (xb, yb) = strategy.step(model, xb, yb, loss_fn)
+        problem = None
         if not np.isfinite(value):
-            raise diverged(state, xb, yb, loss_fn, where, f"the loss is {value}")
-        if not state.distributed:
-            backward_parameters(model, dlogits)
-        if not all(finite(p.grad) for p in model.parameters()):
-            raise diverged(state, xb, yb, loss_fn, where, "a gradient is non-finite")
+            problem = f"the loss is {value}"
+        elif not all(finite(p.grad) for p in model.parameters()):
+            problem = "a gradient is non-finite"
+        if problem is not None:  # decided from reduced values: every process raises it
+            with strategy.local(model):
+                raise diverged(state, xb, yb, loss_fn, where, problem)
         optimizer.step()
     bad = first_bad_parameter(model)
     if bad is not None:

@@ -73,7 +73,7 @@ def minimize(
         unflatten_parameters(model, theta)
         model.zero_grad()
         value, dlogits = loss(model(x64), y)
-        model.backward(dlogits)
+        model.backward(dlogits, input_grad=False)
         grads = []
         for p, reg in zip(params, penalised):
             if reg and l2:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deltanet.fullbatch import flatten_parameters, minimize, unflatten_parameters
 from deltanet.layers import Dense, Dropout, ReLU, Sequential
 from deltanet.ops.losses import softmax_cross_entropy
+from deltanet.train.fullbatch import flatten_parameters, minimize, unflatten_parameters
 
 
 def _separable(n=60, features=5, classes=3, seed=0):

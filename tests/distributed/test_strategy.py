@@ -1,8 +1,7 @@
-"""Data-parallel training over MPI: ``mpiexec -n 2`` runs against one process, faults, sync BN.
+"""MPIStrategy: ``mpiexec -n 2`` runs against one process, faults, the command line.
 
-The MPI runs start ``python -m tests.mpi_worker`` under ``mpiexec -n 2`` (skipped cleanly when
-mpi4py or mpiexec is missing); the batch-norm math across ranks is also checked in-process with
-two threads standing in for two ranks.
+The MPI runs start ``python -m tests.distributed.mpi_worker`` under ``mpiexec -n 2`` (skipped
+cleanly when mpi4py or mpiexec is missing).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,16 +18,13 @@ import numpy as np
 import pytest
 
 from deltanet import distributed as dist
-from deltanet.callbacks import ModelCheckpoint
-from deltanet.layers import BatchNorm2D
-from deltanet.layers.norm import sync_batch_norm_backward, sync_batch_norm_forward
-from deltanet.ops.norm import batch_norm_backward, batch_norm_forward
+from deltanet.distributed import mpi
+from deltanet.distributed.strategy import MPIStrategy, decorrelate_generators
 from deltanet.optim import SGD
-from deltanet.training import evaluate, fit
-from tests.mpi_worker import data, model, train
-from tests.utils import check_grads, torch_or_skip
+from deltanet.train import ModelCheckpoint, evaluate, fit
+from tests.distributed.mpi_worker import data, model, residual, train
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _mpiexec() -> str:
@@ -43,9 +38,11 @@ def _mpiexec() -> str:
 
 
 def run_mpi(scenario: str, out: Path, *, ranks: int = 2, timeout: float = 30.0):
-    """``mpiexec -n ranks python -m tests.mpi_worker scenario out``; (returncode, output, s)."""
+    """``mpiexec -n ranks python -m tests.distributed.mpi_worker scenario out``;
+    (returncode, output, seconds)."""
     env = {**os.environ, "DELTANET_MPI_TIMEOUT": str(timeout), "OPENBLAS_NUM_THREADS": "1"}
-    cmd = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "tests.mpi_worker", scenario]
+    worker = "tests.distributed.mpi_worker"
+    cmd = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", worker, scenario]
     start = time.monotonic()
     proc = subprocess.run(
         [*cmd, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90
@@ -93,6 +90,19 @@ def test_sync_batch_norm_matches_one_process_and_per_rank_does_not(two_ranks):
     assert sorted(buffers[0]) == ["1_num_batches_tracked", "1_running_mean", "1_running_var"]
     for key, value in buffers[0].items():
         np.testing.assert_array_equal(value, buffers[1][key])
+
+
+def test_sync_batch_norm_inside_a_custom_block_matches_one_process(two_ranks):
+    out, _ = two_ranks
+    single = train(residual(), 2)
+    assert_weights(arrays(out / "residual_sync_bn.npz"), single)
+    runs = [dict(np.load(out / f"residual{r}.npz")) for r in (0, 1)]
+    for run in runs:  # after fit the model holds its own layers again, with global statistics
+        classes = list(run.pop("classes"))
+        assert classes == [type(layer).__name__ for layer in single.layers_tree()]
+        assert "BatchNorm2D" in classes and "SyncBatchNorm" not in classes
+        for key, value in single.named_buffers():
+            np.testing.assert_allclose(run[key.replace(".", "_")], value, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_with_a_different_number_of_ranks(two_ranks):
@@ -178,122 +188,10 @@ def test_bad_arguments():
         dist.allreduce_gradients("model")
     with pytest.raises(TypeError, match="broadcast_parameters: model must be a deltanet Layer"):
         dist.broadcast_parameters(None)
-
-
-def test_timeout_setting(monkeypatch):
-    monkeypatch.setenv(dist.TIMEOUT_ENV, "2.5")
-    assert dist.timeout() == 2.5
-    monkeypatch.setenv(dist.TIMEOUT_ENV, "soon")
-    with pytest.raises(ValueError, match="DELTANET_MPI_TIMEOUT must be a positive number"):
-        dist.timeout()
-
-
-@pytest.mark.parametrize("n", [0, 1, 5, 24])
-@pytest.mark.parametrize("size", [1, 2, 3])
-def test_shards_cover_the_batch_once(n, size):
-    rows = [list(range(n))[dist.shard(n, r, size)] for r in range(size)]
-    assert sum(rows, []) == list(range(n))
-    assert max(map(len, rows)) - min(map(len, rows)) <= 1
-
-
-# --- synchronised batch norm: the math across ranks, in one process ------------------------------
-
-
-def _naive_batch_norm(x, gamma, beta, eps):
-    """Loop over channels: normalise each by the mean and biased variance of all its values."""
-    y = np.empty_like(x)
-    for c in range(x.shape[1]):
-        v = x[:, c]
-        y[:, c] = (v - v.mean()) / np.sqrt(((v - v.mean()) ** 2).mean() + eps) * gamma[c] + beta[c]
-    return y
-
-
-def _threads_as_ranks(fn, parts):
-    """Run ``fn(part, allreduce)`` in one thread per part; allreduce sums over the threads."""
-    slots, results = [None] * len(parts), [None] * len(parts)
-    barrier = threading.Barrier(len(parts))
-
-    def work(r):
-        def allreduce(a):
-            slots[r] = a
-            barrier.wait()
-            total = sum(s.copy() for s in slots)
-            barrier.wait()
-            a[...] = total
-            return a
-
-        results[r] = fn(parts[r], allreduce)
-
-    threads = [threading.Thread(target=work, args=(r,)) for r in range(len(parts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    return results
-
-
-def test_sync_batch_norm_over_two_ranks_equals_the_whole_batch():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((7, 3, 4, 5)) * 2 + 1
-    dy = rng.standard_normal(x.shape)
-    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
-    y, cache = batch_norm_forward(x, gamma, beta, 1e-5)
-    dx, dgamma, dbeta = batch_norm_backward(dy, cache)
-    np.testing.assert_allclose(y, _naive_batch_norm(x, gamma, beta, 1e-5), atol=1e-12)
-
-    def rank_pass(part, allreduce):
-        xs, dys = part
-        ys, c = sync_batch_norm_forward(xs, gamma, beta, 1e-5, allreduce)
-        return ys, sync_batch_norm_backward(dys, c)
-
-    shards = [(x[:3], dy[:3]), (x[3:], dy[3:])]  # unequal shards: 3 and 4 examples
-    out = _threads_as_ranks(rank_pass, shards)
-    np.testing.assert_allclose(np.concatenate([o[0] for o in out]), y, atol=1e-12)
-    np.testing.assert_allclose(np.concatenate([o[1][0] for o in out]), dx, atol=1e-12)
-    np.testing.assert_allclose(sum(o[1][1] for o in out), dgamma, atol=1e-12)
-    np.testing.assert_allclose(sum(o[1][2] for o in out), dbeta, atol=1e-12)
-
-
-def test_sync_batch_norm_gradients_and_torch_parity():
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((4, 2, 3, 3))
-    gamma, beta = rng.standard_normal(2) + 2, rng.standard_normal(2)
-
-    def forward(dy):
-        y, cache = sync_batch_norm_forward(x, gamma, beta, 1e-5, lambda a: a)
-        return y, (None if dy is None else sync_batch_norm_backward(dy, cache))
-
-    check_grads(forward, [x, gamma, beta])
-    torch = torch_or_skip()
-    tx = torch.tensor(x, requires_grad=True)
-    bn = torch.nn.BatchNorm2d(2, dtype=torch.float64)
-    with torch.no_grad():
-        bn.weight.copy_(torch.tensor(gamma))
-        bn.bias.copy_(torch.tensor(beta))
-    ty = bn(tx)
-    dy = rng.standard_normal(x.shape)
-    ty.backward(torch.tensor(dy))
-    y, grads = forward(dy)
-    np.testing.assert_allclose(y, ty.detach().numpy(), atol=1e-10)
-    for mine, theirs in zip(grads, (tx.grad, bn.weight.grad, bn.bias.grad), strict=True):
-        np.testing.assert_allclose(mine, theirs.numpy(), atol=1e-10)
-
-
-def test_layer_with_allreduce_tracks_global_running_statistics():
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((6, 3, 2, 2)).astype(np.float32)
-
-    def layer_pass(xs, allreduce):
-        layer = BatchNorm2D(3)
-        layer.allreduce = allreduce
-        layer(xs)
-        return layer.running_mean.copy(), layer.running_var.copy()
-
-    whole = BatchNorm2D(3)
-    whole(x)
-    for mean, var in _threads_as_ranks(layer_pass, [x[:2], x[2:]]):
-        np.testing.assert_allclose(mean, whole.running_mean, rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(var, whole.running_var, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="fit: pass either strategy or distributed"):
+        fit(net, "cross_entropy", opt, data(), strategy=MPIStrategy(), sync_batch_norm=True)
+    with pytest.raises(TypeError, match="MPIStrategy: sync_batch_norm must be a bool"):
+        MPIStrategy(sync_batch_norm="yes")
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -340,13 +238,18 @@ def test_missing_mpi4py_is_a_clear_error(monkeypatch, capsys):
 
 def test_each_rank_draws_its_own_dropout_masks(monkeypatch):
     from deltanet import Dropout, Sequential
-    from deltanet import distributed_fit as dfit
+    from deltanet.layers.containers import Residual
 
     def masks(rank: int) -> np.ndarray:
-        monkeypatch.setattr(dfit.dist, "rank", lambda: rank)
-        net = Sequential(Dropout(0.5, rng=0))
-        dfit._decorrelate_dropout(net)
+        monkeypatch.setattr(mpi, "rank", lambda: rank)
+        net = Sequential(Dropout(0.5, rng=0), Residual(Dropout(0.5, rng=0)))
+        decorrelate_generators(net)
         return net(np.ones((4, 64), np.float32)) != 0
 
     assert np.array_equal(masks(0), masks(0))  # reproducible from the seed
     assert not np.array_equal(masks(0), masks(1))  # but not shared across ranks
+    legacy = np.random.default_rng([int(np.random.default_rng(0).integers(2**63)), 1])
+    reseeded = Dropout(0.5, rng=0)
+    monkeypatch.setattr(mpi, "rank", lambda: 1)
+    decorrelate_generators(reseeded)  # the stream of earlier versions, kept in place
+    assert reseeded.rng.integers(2**63) == legacy.integers(2**63)
