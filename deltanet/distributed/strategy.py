@@ -25,6 +25,7 @@ from deltanet.distributed.sync_batch_norm import (
     revert_sync_batch_norm,
 )
 from deltanet.layers.base import Layer
+from deltanet.layers.norm import BatchNormND
 from deltanet.metrics import predicted_classes
 from deltanet.ops.losses import LossFn
 from deltanet.train.divergence import TrainingDiverged
@@ -64,6 +65,11 @@ class MPIStrategy(Strategy):
         self, state: TrainingState, data: Batch, val: Batch | None, settings: Mapping[str, Any]
     ) -> None:
         """Check that the ranks agree (a ValueError on every rank if not); broadcast the weights."""
+        if self.sync_batch_norm and isinstance(state.model, BatchNormND):
+            raise TypeError(  # the same on every rank: no rank is left waiting
+                "fit: with sync_batch_norm=True the model must hold its batch-norm layers, "
+                "not be one; wrap it in a Sequential."
+            )
         mpi.check_consistent(fingerprints(state, data, val, settings, self.sync_batch_norm))
         dmodel.broadcast_parameters(state.model)
         decorrelate_generators(state.model)
@@ -75,11 +81,7 @@ class MPIStrategy(Strategy):
         if not self.sync_batch_norm:
             yield
             return
-        if convert_sync_batch_norm(model) is not model:
-            raise TypeError(
-                "fit: with sync_batch_norm=True the model must hold its batch-norm layers, "
-                "not be one; wrap it in a Sequential."
-            )
+        convert_sync_batch_norm(model)
         try:
             yield
         finally:

@@ -20,6 +20,7 @@ import pytest
 from deltanet import distributed as dist
 from deltanet.distributed import mpi
 from deltanet.distributed.strategy import MPIStrategy, decorrelate_generators
+from deltanet.layers import BatchNorm1D
 from deltanet.optim import SGD
 from deltanet.train import ModelCheckpoint, evaluate, fit
 from tests.distributed.mpi_worker import data, model, residual, train
@@ -192,6 +193,11 @@ def test_bad_arguments():
         fit(net, "cross_entropy", opt, data(), strategy=MPIStrategy(), sync_batch_norm=True)
     with pytest.raises(TypeError, match="MPIStrategy: sync_batch_norm must be a bool"):
         MPIStrategy(sync_batch_norm="yes")
+    pytest.importorskip("mpi4py")
+    bn = BatchNorm1D(2)
+    with pytest.raises(TypeError, match="must hold its batch-norm layers, not be one"):
+        fit(bn, "mse", SGD(bn), (np.ones((4, 2), np.float32), np.zeros(4, np.int64)),
+            distributed=True, sync_batch_norm=True, verbose=0)  # fmt: skip
 
 
 # --- the command line ----------------------------------------------------------------------------
