@@ -184,17 +184,11 @@ def _replace(model: Layer, new_for: Callable[[Layer], Layer | None]) -> Layer:
 
 
 def _set_children(parent: Layer, kids: list[tuple[str, Layer]], new: dict[str, Layer]) -> None:
-    """Give ``parent`` the children ``new`` by name, keeping the children's order.
-
-    A child held in an attribute is set with ``setattr``, which registers it last; the children
-    after it are set again, in order, so the order (of the parameters too) stays as it was.
-    """
-    moved = False
+    """Give ``parent`` the children ``new`` by name; a replaced child keeps its place."""
     for name, child in kids:
-        layer = new.get(name, child)
+        if name not in new:
+            continue
         if getattr(parent, name, None) is child:
-            if name in new or moved:
-                setattr(parent, name, layer)
-                moved = True
-        else:  # a numbered child (Sequential, LayerList): replaced where it stands
-            parent.add_layer(name, layer)
+            setattr(parent, name, new[name])
+        else:  # a numbered child (Sequential, LayerList)
+            parent.add_layer(name, new[name])

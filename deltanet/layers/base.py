@@ -79,14 +79,19 @@ class Layer:
         """Register layers, lists of layers and parameters under the attribute's name."""
         d = self.__dict__
         layers, params = d.setdefault("_layers", {}), d.setdefault("_parameters", {})
-        layers.pop(name, None)
-        params.pop(name, None)
         if _is_layer_list(value):
             value = LayerList(value)
+        # A replaced child keeps its place (dicts keep the first insertion's position), so
+        # swapping one layer for another leaves the names and their order as they were.
         if isinstance(value, Layer):
+            params.pop(name, None)
             layers[name] = value
         elif isinstance(value, Parameter):
+            layers.pop(name, None)
             params[name] = value
+        else:
+            layers.pop(name, None)
+            params.pop(name, None)
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:

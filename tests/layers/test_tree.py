@@ -175,3 +175,9 @@ def test_register_layer_lets_config_rebuild_a_custom_class_and_refuses_collision
 def test_unknown_class_in_a_config_says_to_import_its_module():
     with pytest.raises(ValueError, match="unknown layer type 'Nope'.*import the module"):
         layer_from_dict({"class": "Nope", "config": {}})
+
+
+def test_a_replaced_child_keeps_its_place_and_its_siblings_order():
+    model = Block()
+    model.bn = dn.Identity()
+    assert [n for n, _ in model.named_children()] == ["conv", "bn", "relu", "drop"]
