@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltanet import compiled
-
 _QUIET = {"under": "ignore"}  # underflow to 0 is exact here, see the module docstring
 
 
@@ -71,51 +69,16 @@ def tanh_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``y = max(x, 0)``, any shape; the cache is the output (y > 0 exactly where x > 0)."""
-    if _compiled_relu(x, x):
-        from deltanet.ops import activation_kernels  # imports numba: only when it runs
-
-        y = np.empty_like(x)
-        activation_kernels.relu_forward(x, y)
-    else:
-        y = np.maximum(x, 0)
+    y = np.maximum(x, 0)
     return y, (y,)
 
 
-def _compiled_relu(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether the one-pass compiled kernels apply to ``a`` and ``b``: large, float32/64,
-    contiguous, of one shape and type."""
-    return (
-        # large maps only: below 1 MB the NumPy passes stay in the cache and gain little, and a
-        # small network (an MLP) should not pay numba's import (about 0.5 s) for nothing
-        a.size >= 1 << 18
-        and a.dtype == b.dtype
-        and a.dtype in (np.float32, np.float64)
-        and a.shape == b.shape
-        and a.flags.c_contiguous
-        and b.flags.c_contiguous
-        and compiled.enabled()
-    )
-
-
 def relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
-    """``dx = dy 1[x > 0]``."""
+    """``dx = dy 1[x > 0]``, selected, not multiplied: a NaN or inf in ``dy`` where ``y <= 0``
+    gives +0, as PyTorch has it."""
     (y,) = cache
     dy = np.asarray(dy)
-    if _compiled_relu(dy, y):
-        from deltanet.ops import activation_kernels  # imports numba: only when it runs
-
-        dx = np.empty_like(y)
-        activation_kernels.relu_backward(dy, y, dx)
-        return (dx,)
-    if dy.itemsize not in (1, 2, 4, 8):
-        return (np.where(y > 0, dy, 0).astype(dy.dtype, copy=False),)
-    # Keep dy's bits where y > 0 and clear them elsewhere: an AND with an all-ones/all-zeros
-    # mask is exact (NaN or inf in dy where y <= 0 still give +0) and about 10x faster than
-    # np.where, which casts and selects element by element.
-    bits = np.dtype(f"u{dy.itemsize}")
-    mask = np.asarray(y > 0).astype(bits)
-    np.negative(mask, out=mask)  # 1 -> all ones, 0 -> 0
-    return (np.bitwise_and(dy.view(bits), mask, out=mask).view(dy.dtype),)
+    return (np.where(y > 0, dy, 0).astype(dy.dtype, copy=False),)
 
 
 # --- leaky ReLU: y = x for x > 0, slope·x otherwise ---------------------------------------------

@@ -6,12 +6,22 @@ so weights move between the two 1:1.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class DenseCache(NamedTuple):
+    """What ``dense_backward`` needs from ``dense_forward``."""
+
+    x: np.ndarray
+    w: np.ndarray
+    has_bias: bool
 
 
 def dense_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, DenseCache]:
     """``y = x Wᵀ + b``.
 
     x: (N, in), w: (out, in), b: (out,) or None -> y: (N, out); cache for ``dense_backward``.
@@ -29,11 +39,11 @@ def dense_forward(
     y = x @ w.T
     if b is not None:
         y += b
-    return y, (x, w, b is not None)
+    return y, DenseCache(x, w, b is not None)
 
 
 def dense_backward(
-    dy: np.ndarray, cache: tuple, input_grad: bool = True
+    dy: np.ndarray, cache: DenseCache, input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """Gradients of ``dense_forward`` given ``dy = dL/dy``.
 

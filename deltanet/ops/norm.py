@@ -19,7 +19,28 @@ Python scalars (weak in NumPy's promotion) meet the arrays.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class BatchNormCache(NamedTuple):
+    """What ``batch_norm_backward`` and ``batch_norm_stats`` need from a training forward."""
+
+    x_hat: np.ndarray
+    gamma: np.ndarray
+    inv_std: np.ndarray  # 1 / sqrt(var + eps), shaped (1, C, 1, ...)
+    mean: np.ndarray  # (C,)
+    var: np.ndarray  # (C,), biased
+
+
+class BatchNormInferenceCache(NamedTuple):
+    """What ``batch_norm_inference_backward`` needs."""
+
+    x: np.ndarray
+    gamma: np.ndarray
+    running_mean: np.ndarray
+    inv_std: np.ndarray  # 1 / sqrt(running_var + eps), (C,)
 
 
 def _axes(x: np.ndarray) -> tuple[int, ...]:
@@ -34,10 +55,10 @@ def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
 
 def batch_norm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, BatchNormCache]:
     """Normalise with the batch's statistics. x: (N, C, *spatial); gamma, beta: (C,) -> y like x.
 
-    cache = ``(x_hat, gamma, inv_std, mean, var)``, the last two ``(C,)`` (biased variance).
+    The cache keeps the batch's mean and biased variance by name (``batch_norm_stats``).
     """
     assert x.ndim >= 2 and gamma.shape == beta.shape == (x.shape[1],), (x.shape, gamma.shape)
     gamma, beta = gamma.astype(x.dtype, copy=False), beta.astype(x.dtype, copy=False)
@@ -48,10 +69,12 @@ def batch_norm_forward(
     inv_std = 1 / np.sqrt(var + eps)
     x_hat = xc * inv_std
     y = x_hat * _per_channel(gamma, x.ndim) + _per_channel(beta, x.ndim)
-    return y, (x_hat, gamma, inv_std, mean.reshape(-1), var.reshape(-1))
+    return y, BatchNormCache(x_hat, gamma, inv_std, mean.reshape(-1), var.reshape(-1))
 
 
-def batch_norm_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batch_norm_backward(
+    dy: np.ndarray, cache: BatchNormCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of the training forward. dy: like x -> (dx like x, dgamma (C,), dbeta (C,)).
 
     With ``g = dL/dx_hat = gamma * dy`` and, per channel,
@@ -62,7 +85,7 @@ def batch_norm_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.nd
         dx = (gamma / sigma) * (dy - dbeta / m - x_hat * dgamma / m)
     with ``dgamma = sum(dy * x_hat)`` and ``dbeta = sum(dy)`` over N and the spatial axes.
     """
-    x_hat, gamma, inv_std, _, _ = cache
+    x_hat, gamma, inv_std = cache.x_hat, cache.gamma, cache.inv_std
     axes, nd = _axes(dy), dy.ndim
     m = dy.size // dy.shape[1]
     dbeta = dy.sum(axis=axes)
@@ -72,15 +95,14 @@ def batch_norm_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.nd
     return dx, dgamma, dbeta
 
 
-def batch_norm_stats(cache: tuple) -> tuple[np.ndarray, np.ndarray]:
+def batch_norm_stats(cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, unbiased variance)``, each ``(C,)``, of the batch a training forward normalised."""
-    x_hat, _, _, mean, var = cache
-    m = x_hat.size // x_hat.shape[1]
+    m = cache.x_hat.size // cache.x_hat.shape[1]
     if m < 2:
         raise ValueError(
             f"the unbiased variance needs more than 1 value per channel. Received: {m}."
         )
-    return mean, var * (m / (m - 1))
+    return cache.mean, cache.var * (m / (m - 1))
 
 
 def batch_norm_inference(
@@ -90,11 +112,10 @@ def batch_norm_inference(
     running_mean: np.ndarray,
     running_var: np.ndarray,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, BatchNormInferenceCache]:
     """Normalise with fixed statistics: ``y = scale * x + shift`` per channel. x: (N, C, ...).
 
     ``scale = gamma / sqrt(running_var + eps)``, ``shift = beta - running_mean * scale``.
-    cache = ``(x, gamma, running_mean, inv_std)``.
     """
     assert x.ndim >= 2 and gamma.shape == running_mean.shape == (x.shape[1],)
     gamma, beta, running_mean, running_var = (
@@ -104,11 +125,11 @@ def batch_norm_inference(
     scale = gamma * inv_std
     shift = beta - running_mean * scale
     y = x * _per_channel(scale, x.ndim) + _per_channel(shift, x.ndim)
-    return y, (x, gamma, running_mean, inv_std)
+    return y, BatchNormInferenceCache(x, gamma, running_mean, inv_std)
 
 
 def batch_norm_inference_backward(
-    dy: np.ndarray, cache: tuple
+    dy: np.ndarray, cache: BatchNormInferenceCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of the affine inference map. dy: like x -> (dx, dgamma (C,), dbeta (C,)).
 

@@ -12,16 +12,14 @@ Backward ("upsampling" the error):
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from deltanet import compiled
 from deltanet.ops.window import (
-    Pads,
+    Window,
     as_tuple,
-    lift3d,
     output_size,
     pad,
     sliding_windows,
@@ -29,21 +27,19 @@ from deltanet.ops.window import (
     window_adjoint,
 )
 
-Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], Pads]
 
-
-def _geometry(
+def pool_window(
     x: np.ndarray,
     kernel_size: int | Sequence[int],
     stride: int | Sequence[int] | None,
     padding: int | Sequence[int],
     dilation: int | Sequence[int],
     ceil_mode: bool,
-) -> Geometry:
-    """Validate the hyper-parameters; ``(kernel, stride, dilation, out, pads)``.
+) -> Window:
+    """Validate the hyper-parameters; the pooling's ``Window``.
 
-    ``pads`` holds the user's padding plus, with ``ceil_mode``, the extra cells on the right that
-    the last window runs over (they count as padding: -inf for max, 0 for mean).
+    Its ``pads`` hold the user's padding plus, with ``ceil_mode``, the extra cells on the right
+    that the last window runs over (they count as padding: -inf for max, 0 for mean).
     """
     nd = x.ndim - 2
     if nd < 1:
@@ -75,91 +71,75 @@ def _geometry(
         max((o - 1) * s + d * (k - 1) + 1 - (n + 2 * p), 0)
         for o, s, d, k, n, p in zip(out, strides, dil, kernel, spatial, pads)
     )
-    return kernel, strides, dil, out, tuple((p, p + e) for p, e in zip(pads, extra))
-
-
-def _offset_slices(
-    k: Sequence[int], stride: Sequence[int], dilation: Sequence[int], out: Sequence[int]
-) -> tuple[slice, ...]:
-    """Spatial slices of the padded input that kernel offset ``k`` visits: ``o*s + k*d``."""
-    return tuple(
-        slice(ki * d, ki * d + s * (o - 1) + 1, s) for ki, d, s, o in zip(k, dilation, stride, out)
-    )
+    return Window(kernel, strides, dil, tuple((p, p + e) for p, e in zip(pads, extra)), out)
 
 
 # --- max pooling ------------------------------------------------------------------------------
 
 
-def _first_real_offset(
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    out: Sequence[int],
-    pads: Pads,
-) -> np.ndarray:
+class MaxPoolCache(NamedTuple):
+    """What ``max_pool_backward`` needs: the argmax, or the input to find it from."""
+
+    argmax: np.ndarray | None  # flat kernel offset per output; None: not computed (inference)
+    window: Window
+    padded_shape: tuple[int, ...]  # of x
+    dtype: np.dtype
+    x: np.ndarray | None  # the input, kept only while the argmax is None
+
+
+def first_real_offset(win: Window) -> np.ndarray:
     """Flat offset of each window's first non-padding cell, shape ``out``.
 
     PyTorch starts its scan there, so a window of -inf inputs routes δ to that cell, not to the
     padding. A window that lies wholly in the padding (possible with dilation) routes it nowhere.
     """
-    first = np.zeros(out, dtype=np.intp)
+    first = np.zeros(win.out, dtype=np.intp)
     place = 1
-    for axis in reversed(range(len(kernel))):
-        k, s, d, o, (lo, _) = kernel[axis], stride[axis], dilation[axis], out[axis], pads[axis]
-        start = np.arange(o) * s - lo  # first input index the window covers (negative: padding)
+    for axis in reversed(range(len(win.kernel))):
+        k, s, d, o = win.kernel[axis], win.stride[axis], win.dilation[axis], win.out[axis]
+        start = np.arange(o) * s - win.pads[axis][0]  # first input index (negative: padding)
         k0 = np.clip(-(start // d), 0, k - 1)  # smallest k with start + k*d >= 0
-        shape = [1] * len(kernel)
+        shape = [1] * len(win.kernel)
         shape[axis] = o
         first += (k0 * place).reshape(shape)
         place *= k
     return first
 
 
-def _argmax_offset(cell: list[np.ndarray], y: np.ndarray, first: np.ndarray) -> np.ndarray:
+def _window_cells(x: np.ndarray, win: Window) -> list[np.ndarray]:
+    """One ``(N, C, *out)`` view per kernel offset ``k`` of ``x`` padded with -inf, in window
+    order: ``xp[o*s + k*d]``."""
+    xp = pad(x, win.pads, -np.inf)
+    windows = sliding_windows(xp, win.kernel, win.stride, win.dilation, win.out)
+    return [windows[(Ellipsis, *k)] for k in win.offsets()]
+
+
+def _max_of(cells: list[np.ndarray]) -> np.ndarray:
+    """The elementwise maximum of the window cells."""
+    y = cells[0].copy()
+    for v in cells[1:]:
+        np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
+    return y
+
+
+def _argmax_offset(cells: list[np.ndarray], y: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Flat kernel offset of each window's maximum ``y``, as PyTorch's scan picks it.
 
-    Two cheap vectorised passes instead of one branchy scan: ``y`` is known, so the argmax is
-    the first offset whose cell equals it (written backwards so that the first tie lands last).
+    Two vectorised passes instead of one branchy scan: ``y`` is known, so the argmax is the
+    first offset whose cell equals it (written backwards so that the first tie lands last).
     """
-    arg = np.empty(y.shape, dtype=np.min_scalar_type(len(cell)))
+    arg = np.empty(y.shape, dtype=np.min_scalar_type(len(cells)))
     arg[...] = first
     hit = np.empty(y.shape, dtype=bool)
-    for flat in reversed(range(len(cell))):
-        np.equal(cell[flat], y, out=hit)
+    for flat in reversed(range(len(cells))):
+        np.equal(cells[flat], y, out=hit)
         np.copyto(arg, flat, where=hit, casting="unsafe")
     # all-(-inf) windows: PyTorch keeps its starting cell, the first one that is not padding
     np.copyto(arg, first, where=np.isneginf(y), casting="unsafe")
     if np.isnan(y).any():  # NaN != NaN left NaN windows at `first`; PyTorch takes the last NaN
-        for flat, v in enumerate(cell):
+        for flat, v in enumerate(cells):
             np.copyto(arg, flat, where=np.isnan(v), casting="unsafe")
     return arg
-
-
-def _max_pool_compiled(
-    xp: np.ndarray,
-    first: np.ndarray,
-    kernel: tuple[int, ...],
-    strides: tuple[int, ...],
-    dil: tuple[int, ...],
-    out: tuple[int, ...],
-) -> tuple[np.ndarray, np.ndarray]:
-    """``y`` and the argmax offsets through the compiled kernel, viewed as 3-D pooling."""
-    from deltanet.ops import pool_kernels  # imports numba: only once compiled kernels run
-
-    n, c = xp.shape[:2]
-    y = np.empty((n, c, *out), dtype=xp.dtype)
-    arg = np.empty((n, c, *out), dtype=np.min_scalar_type(np.prod(kernel)))
-    pool_kernels.max_pool_forward_for(lift3d(kernel))(
-        np.ascontiguousarray(xp).reshape(n * c, *lift3d(xp.shape[2:])),
-        first.reshape(lift3d(out)),
-        lift3d(kernel),
-        lift3d(strides),
-        lift3d(dil),
-        y.reshape(n * c, *lift3d(out)),
-        arg.reshape(n * c, *lift3d(out)),
-        xp.dtype.type(-np.inf),
-    )
-    return y, arg
 
 
 def max_pool_forward(
@@ -170,112 +150,46 @@ def max_pool_forward(
     dilation: int | Sequence[int] = 1,
     ceil_mode: bool = False,
     argmax: bool = True,
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, MaxPoolCache]:
     """``y[o] = max over the window of o``: ``(N, C, *in) -> (N, C, *out)``.
 
     The argmax is kept as a flat kernel offset per output, chosen as PyTorch's scan
     (``if val > max or isnan(val)``) chooses it: the first maximum in window order, the last NaN.
-    ``argmax=False`` (inference) computes ``y`` alone, the same values; the cache then holds
-    ``x``, and the first backward pass finds the argmax (``LazyArgmax``).
+    ``argmax=False`` (inference) computes ``y`` alone, the same values; the cache then keeps
+    ``x``, and a backward pass finds the argmax (``max_pool_argmax``).
     """
-    kernel, strides, dil, out, pads = _geometry(
-        x, kernel_size, stride, padding, dilation, ceil_mode
-    )
-    if not argmax:
-        y = _max_values(pad(x, pads, -np.inf), kernel, strides, dil, out)
-        return y, LazyArgmax((x, kernel_size, stride, padding, dilation, ceil_mode))
-    first = _first_real_offset(kernel, strides, dil, out, pads)
-    padded_shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(x.shape[2:], pads)))
-    cache = (padded_shape, pads, kernel, strides, dil, x.dtype)
-    if compiled.enabled():  # one pass over each window instead of three per kernel offset
-        y, arg = _max_pool_compiled(pad(x, pads, -np.inf), first, kernel, strides, dil, out)
-        return y, (arg, *cache)
-    cells = _window_cells(pad(x, pads, -np.inf), kernel, strides, dil, out)
+    win = pool_window(x, kernel_size, stride, padding, dilation, ceil_mode)
+    cells = _window_cells(x, win)
     y = _max_of(cells)
-    return y, (_argmax_offset(cells, y, first), *cache)
+    padded_shape = win.padded_shape(x.shape)
+    if not argmax:
+        return y, MaxPoolCache(None, win, padded_shape, x.dtype, x)
+    arg = _argmax_offset(cells, y, first_real_offset(win))
+    return y, MaxPoolCache(arg, win, padded_shape, x.dtype, None)
 
 
-def _window_cells(
-    xp: np.ndarray,
-    kernel: tuple[int, ...],
-    strides: tuple[int, ...],
-    dil: tuple[int, ...],
-    out: tuple[int, ...],
-) -> list[np.ndarray]:
-    """One ``(N, C, *out)`` view per kernel offset ``k``, in window order: ``xp[o*s + k*d]``."""
-    windows = sliding_windows(xp, kernel, strides, dil, out)
-    return [windows[(Ellipsis, *k)] for k in itertools.product(*map(range, kernel))]
+def max_pool_argmax(cache: MaxPoolCache) -> MaxPoolCache:
+    """The cache with its argmax, found from the kept input if the forward pass skipped it.
+
+    A caller that runs several backward passes after one inference forward (a Jacobian) keeps
+    the result, so the argmax is found once.
+    """
+    if cache.argmax is not None:
+        return cache
+    assert cache.x is not None, "a cache without the argmax keeps the input"
+    cells = _window_cells(cache.x, cache.window)
+    arg = _argmax_offset(cells, _max_of(cells), first_real_offset(cache.window))
+    return cache._replace(argmax=arg, x=None)
 
 
-def _max_of(cells: list[np.ndarray]) -> np.ndarray:
-    """The elementwise maximum of the window cells (NumPy reference)."""
-    y = cells[0].copy()
-    for v in cells[1:]:
-        np.maximum(y, v, out=y)  # propagates NaN, as PyTorch does
-    return y
-
-
-class LazyArgmax:
-    """The cache of a max pooling that skipped the argmax: its arguments, and the argmax once a
-    backward pass asked for it (a Jacobian runs one backward pass per output unit)."""
-
-    def __init__(self, args: tuple) -> None:
-        self.args: tuple | None = args
-        self._cache: tuple | None = None
-
-    def cache(self) -> tuple:
-        """The cache ``max_pool_forward`` keeps with the argmax, computed on the first call."""
-        if self._cache is None:
-            self._cache = max_pool_forward(*self.args)[1]
-            self.args = None  # x is no longer needed
-        return self._cache
-
-
-def _max_values(
-    xp: np.ndarray,
-    kernel: tuple[int, ...],
-    strides: tuple[int, ...],
-    dil: tuple[int, ...],
-    out: tuple[int, ...],
-) -> np.ndarray:
-    """The window maxima of the padded ``xp`` without their argmax."""
-    if compiled.enabled():
-        from deltanet.ops import pool_kernels
-
-        n, c = xp.shape[:2]
-        y = np.empty((n, c, *out), dtype=xp.dtype)
-        pool_kernels.max_pool3d_values(
-            np.ascontiguousarray(xp).reshape(n * c, *lift3d(xp.shape[2:])),
-            lift3d(kernel), lift3d(strides), lift3d(dil),
-            y.reshape(n * c, *lift3d(out)), xp.dtype.type(-np.inf),
-        )  # fmt: skip
-        return y
-    return _max_of(_window_cells(xp, kernel, strides, dil, out))
-
-
-def max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
+def max_pool_backward(dy: np.ndarray, cache: MaxPoolCache) -> tuple[np.ndarray]:
     """``δx[argmax(o)] += δy[o]``: each δ goes whole to its window's maximum; ``(dx,)``."""
-    if isinstance(cache, LazyArgmax):  # a forward pass without the argmax (inference)
-        cache = cache.cache()
-    arg, padded_shape, pads, kernel, strides, dil, dtype = cache
-    out = arg.shape[2:]
+    arg, win, padded_shape, dtype, _ = max_pool_argmax(cache)
     dxp = np.zeros(padded_shape, dtype=dtype)
-    if compiled.enabled():
-        from deltanet.ops import pool_kernels
-
-        pool_kernels.max_pool3d_backward(  # as 3-D pooling over (N*C, D, H, W)
-            np.ascontiguousarray(dy, dtype=dtype).reshape(-1, *lift3d(out)),
-            arg.reshape(-1, *lift3d(out)),
-            lift3d(kernel),
-            lift3d(strides),
-            lift3d(dil),
-            dxp.reshape(-1, *lift3d(padded_shape[2:])),
-        )
-        return (np.ascontiguousarray(unpad(dxp, pads)),)
-    for flat, k in enumerate(itertools.product(*map(range, kernel))):
-        target = dxp[(Ellipsis, *_offset_slices(k, strides, dil, out))]
+    for flat, k in enumerate(win.offsets()):
+        target = dxp[(Ellipsis, *win.offset_slices(k))]
         np.add(target, dy, out=target, where=arg == flat)  # overlapping windows add up
-    return (np.ascontiguousarray(unpad(dxp, pads)),)
+    return (np.ascontiguousarray(unpad(dxp, win.pads)),)
 
 
 # --- mean pooling -----------------------------------------------------------------------------
@@ -308,6 +222,15 @@ def _avg_divisor(
     return divisor
 
 
+class AvgPoolCache(NamedTuple):
+    """What ``avg_pool_backward`` needs."""
+
+    divisor: np.ndarray  # |window(o)|, shape out
+    window: Window
+    padded_shape: tuple[int, ...]  # of x
+    dtype: np.dtype
+
+
 def avg_pool_forward(
     x: np.ndarray,
     kernel_size: int | Sequence[int],
@@ -315,27 +238,29 @@ def avg_pool_forward(
     padding: int | Sequence[int] = 0,
     ceil_mode: bool = False,
     count_include_pad: bool = True,
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, AvgPoolCache]:
     """``y[o] = Σ_window x / |window(o)|`` (padding is zeros): ``(N, C, *in) -> (N, C, *out)``."""
-    kernel, strides, dil, out, pads = _geometry(x, kernel_size, stride, padding, 1, ceil_mode)
-    xp = pad(x, pads, 0.0)
-    windows = sliding_windows(xp, kernel, strides, dil, out)
-    total = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
-    for k in itertools.product(*map(range, kernel)):
+    win = pool_window(x, kernel_size, stride, padding, 1, ceil_mode)
+    windows = sliding_windows(pad(x, win.pads, 0.0), win.kernel, win.stride, win.dilation, win.out)
+    total = np.zeros((*x.shape[:2], *win.out), dtype=x.dtype)
+    for k in win.offsets():
         total += windows[(Ellipsis, *k)]
-    user_pad = tuple(lo for lo, _ in pads)
-    divisor = _avg_divisor(x.shape[2:], kernel, strides, user_pad, out, count_include_pad, x.dtype)
+    user_pad = tuple(lo for lo, _ in win.pads)
+    divisor = _avg_divisor(
+        x.shape[2:], win.kernel, win.stride, user_pad, win.out, count_include_pad, x.dtype
+    )
     y = np.divide(total, divisor, out=total)
-    return y, (divisor, xp.shape, pads, kernel, strides, x.dtype)
+    return y, AvgPoolCache(divisor, win, win.padded_shape(x.shape), x.dtype)
 
 
-def avg_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
+def avg_pool_backward(dy: np.ndarray, cache: AvgPoolCache) -> tuple[np.ndarray]:
     """``δx[i] = Σ_{o: i in window(o)} δy[o] / |window(o)|``; ``(dx,)``."""
-    divisor, padded_shape, pads, kernel, strides, dtype = cache
+    divisor, win, padded_shape, dtype = cache
     share = (dy / divisor).astype(dtype, copy=False)  # the δ each cell of window o receives
-    dwin = np.broadcast_to(share.reshape(share.shape + (1,) * len(kernel)), share.shape + kernel)
-    dxp = window_adjoint(dwin, padded_shape, kernel, strides, (1,) * len(kernel))
-    return (np.ascontiguousarray(unpad(dxp, pads)),)
+    nd = len(win.kernel)
+    dwin = np.broadcast_to(share.reshape(share.shape + (1,) * nd), share.shape + win.kernel)
+    dxp = window_adjoint(dwin, win, np.zeros(padded_shape, dtype=dtype))
+    return (np.ascontiguousarray(unpad(dxp, win.pads)),)
 
 
 # --- global pooling ---------------------------------------------------------------------------
@@ -358,7 +283,15 @@ def global_avg_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     return (dx,)
 
 
-def global_max_pool_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
+class GlobalMaxPoolCache(NamedTuple):
+    """What ``global_max_pool_backward`` needs."""
+
+    argmax: np.ndarray  # flat spatial index per (sample, channel)
+    x_shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def global_max_pool_forward(x: np.ndarray) -> tuple[np.ndarray, GlobalMaxPoolCache]:
     """``y = max over all spatial axes``: ``(N, C, *spatial) -> (N, C, 1, ..., 1)``.
 
     Ties go to the first cell (C order); a NaN wins, the last one, as PyTorch's adaptive max pool.
@@ -372,10 +305,10 @@ def global_max_pool_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
         last = flat.shape[-1] - 1 - np.argmax(np.isnan(flat[..., ::-1]), axis=-1)
         arg = np.where(nan, last, arg)
     y = np.take_along_axis(flat, arg[..., None], axis=-1)
-    return y.reshape(*x.shape[:2], *(1,) * (x.ndim - 2)), (arg, x.shape, x.dtype)
+    return y.reshape(*x.shape[:2], *(1,) * (x.ndim - 2)), GlobalMaxPoolCache(arg, x.shape, x.dtype)
 
 
-def global_max_pool_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
+def global_max_pool_backward(dy: np.ndarray, cache: GlobalMaxPoolCache) -> tuple[np.ndarray]:
     """``δx[argmax] = δy``, zero elsewhere; ``(dx,)``."""
     arg, x_shape, dtype = cache
     dx = np.zeros((*x_shape[:2], int(np.prod(x_shape[2:]))), dtype=dtype)

@@ -1,10 +1,12 @@
-"""N-d sliding windows and their adjoint: the one helper that convolution and pooling share.
+"""N-d sliding windows and their adjoint, for convolution and pooling.
 
-Every windowed op in deltanet is built from three steps:
+A windowed op is described by one ``Window``: the kernel, stride and dilation per spatial axis,
+the padding as ``(lo, hi)`` pairs and the output size. Its forward pass
 
-1. ``pad`` the spatial axes (``resolve_padding`` turns the user's ``padding`` into (lo, hi) pairs);
-2. ``sliding_windows`` views the padded input as ``(N, C, *out, *kernel)`` without copying;
-3. the op reduces over the kernel axes (a matmul for convolution, max/mean for pooling).
+1. ``pad``s the spatial axes (``resolve_padding`` turns the user's ``padding`` into pairs);
+2. reads the padded input through its windows: ``sliding_windows`` views them as
+   ``(N, C, *out, *kernel)`` without copying (``im2col.py`` copies them into a GEMM's columns);
+3. reduces over the kernel axes (a matmul for convolution, max/mean for pooling).
 
 The backward pass runs the same steps in reverse: the gradient with respect to the windows is
 scattered back onto the padded input by ``window_adjoint`` (a loop over kernel offsets, each one
@@ -14,13 +16,44 @@ vectorised strided ``+=``, as Chainer's col2im), then ``unpad`` cuts the padding
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 Pads = tuple[tuple[int, int], ...]
+
+
+class Window(NamedTuple):
+    """The geometry of a windowed op, one entry per spatial axis.
+
+    Output cell ``o`` reads the padded input at ``o*stride + k*dilation`` for each kernel
+    offset ``k``.
+    """
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: Pads  # (lo, hi) per axis
+    out: tuple[int, ...]  # the output size
+
+    def offsets(self) -> Iterator[tuple[int, ...]]:
+        """Every kernel offset ``k``, in window order (C order, the flat offset counts up)."""
+        return itertools.product(*map(range, self.kernel))
+
+    def offset_slices(self, k: Sequence[int]) -> tuple[slice, ...]:
+        """The spatial slices of the padded input that kernel offset ``k`` visits: ``o*s + k*d``."""
+        return tuple(
+            slice(ki * d, ki * d + s * (o - 1) + 1, s)
+            for ki, d, s, o in zip(k, self.dilation, self.stride, self.out)
+        )
+
+    def padded_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """``(*lead, *spatial)`` of an input -> the same with the spatial axes padded."""
+        lead = tuple(shape[: len(shape) - len(self.pads)])
+        spatial = shape[len(shape) - len(self.pads) :]
+        return (*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, self.pads)))
 
 
 def as_tuple(value: int | Sequence[int], ndim: int, name: str = "value") -> tuple[int, ...]:
@@ -107,16 +140,11 @@ def resolve_padding(
     return pairs
 
 
-def lift3d(t: Sequence[int]) -> tuple[int, ...]:
-    """A 1-D or 2-D geometry as 3-D, leading sizes 1 (the compiled kernels are written for 3-D)."""
-    return (1,) * (3 - len(t)) + tuple(t)
-
-
 def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     """Pad the trailing ``len(pads)`` axes of ``x``; ``x`` itself when there is nothing to pad."""
     if not any(lo or hi for lo, hi in pads):
         return x
-    # a filled array and one slice copy: 2-3x faster than np.pad, which pads axis by axis
+    # a filled array and one slice copy: np.pad pads axis by axis (docs/performance.md)
     lead = x.shape[: x.ndim - len(pads)]
     spatial = x.shape[x.ndim - len(pads) :]
     out = np.full((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pads))), value, x.dtype)
@@ -156,31 +184,14 @@ def sliding_windows(
     return as_strided(x, shape=shape, strides=strides, writeable=False)
 
 
-def window_adjoint(
-    dwin: np.ndarray,
-    padded_shape: Sequence[int],
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    dilation: Sequence[int],
-) -> np.ndarray:
-    """Adjoint of ``sliding_windows``: scatter-add ``(*lead, *out, *kernel)`` onto ``padded_shape``.
+def window_adjoint(dwin: np.ndarray, win: Window, dxp: np.ndarray) -> np.ndarray:
+    """Adjoint of the window view: scatter-add ``dwin (*lead, *out, *kernel)`` onto ``dxp``.
 
-    One strided ``+=`` per kernel offset: the input cell ``o*stride + k*dilation`` receives
-    ``dwin[..., o, k]``. Overlapping windows add up, which is exactly what the chain rule asks.
+    ``dxp (*lead, *padded)`` is added into and returned. One strided ``+=`` per kernel offset:
+    the input cell ``o*stride + k*dilation`` receives ``dwin[..., o, k]``. Overlapping windows
+    add up, which is exactly what the chain rule asks.
     """
-    nd = len(kernel)
-    out = dwin.shape[-2 * nd : -nd]
-    dx = np.zeros(padded_shape, dtype=dwin.dtype)
-    lead = (slice(None),) * (len(padded_shape) - nd)
-    for k in itertools.product(*map(range, kernel)):
-        target = tuple(
-            slice(ki * d, ki * d + s * (o - 1) + 1, s)
-            for ki, d, s, o in zip(k, dilation, stride, out)
-        )
-        dx[lead + target] += dwin[(Ellipsis, *k)]
-    return dx
-
-
-def kernel_volume(kernel: Sequence[int]) -> int:
-    """Number of cells in one window."""
-    return math.prod(kernel)
+    lead = (slice(None),) * (dxp.ndim - len(win.kernel))
+    for k in win.offsets():
+        dxp[lead + win.offset_slices(k)] += dwin[(Ellipsis, *k)]
+    return dxp

@@ -1,4 +1,5 @@
-"""conv / conv_transpose ops: naive loops, central differences and PyTorch, in 1D, 2D and 3D."""
+"""The reference conv / conv_transpose ops: naive loops, central differences and PyTorch, in 1D,
+2D and 3D. ``tests/fast/test_conv.py`` compares the fast paths with these."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from deltanet.ops.conv import (
+    ConvPath,
     conv_backward,
     conv_forward,
     conv_transpose_backward,
@@ -15,16 +17,6 @@ from deltanet.ops.conv import (
 )
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.utils import check_grads, torch_or_skip
-
-
-@pytest.fixture(autouse=True, params=["numpy", "numba"])
-def kernels(request, monkeypatch):
-    """Every test once on the NumPy im2col / col2im and once on the compiled kernels."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
-    return request.param
-
 
 # x shape, w shape, stride, padding, dilation, groups, bias
 CONV_CASES = [
@@ -213,6 +205,15 @@ def test_conv_kernel_larger_than_padded_input():
     conv_forward(x, w, padding=((0, 0), (1, 1)))  # exactly fits: out = 1
     with pytest.raises(ValueError, match=r"dilated kernel size \(5, 11\)"):
         conv_forward(x, w, padding=3, dilation=2)
+
+
+def test_conv_cache_is_named_and_the_reference_takes_only_its_own_path():
+    x, w, b = make((2, 3, 6, 5), (4, 3, 3, 2), 4)
+    y, cache = conv_forward(x, w, b, 1, 1)
+    assert cache.path is ConvPath.GEMM and cache.window.out == y.shape[2:] and cache.has_bias
+    assert cache.padded_shape == (2, 3, 8, 7) and cache.saved.shape == (1, 3 * 3 * 2, 2 * 6 * 6)
+    with pytest.raises(ValueError, match="chunked path of deltanet.fast.conv.conv_forward"):
+        conv_backward(np.ones_like(y), cache._replace(path=ConvPath.CHUNKED))
 
 
 # --- transposed convolution -------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deltanet.ops.im2col import col2im, im2col
-from deltanet.ops.window import output_size, pad, sliding_windows
+from deltanet.ops.window import Window, output_size, pad, sliding_windows
 
 # x shape, kernel, stride, dilation, pads
 CASES = [
@@ -19,49 +19,42 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def engine(request, monkeypatch):
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
-
-
-def _out(shape, kernel, stride, dilation, pads):
-    return tuple(
+def window(shape, kernel, stride, dilation, pads):
+    out = tuple(
         output_size(i, k, s, lo, hi, d)
         for i, k, s, (lo, hi), d in zip(shape[2:], kernel, stride, pads, dilation)
     )
+    return Window(kernel, stride, dilation, pads, out)
 
 
 @pytest.mark.parametrize("shape, kernel, stride, dilation, pads", CASES)
-def test_im2col_lays_out_every_window(engine, shape, kernel, stride, dilation, pads):
+def test_im2col_lays_out_every_window(shape, kernel, stride, dilation, pads):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    out = _out(shape, kernel, stride, dilation, pads)
-    cols = im2col(x, (kernel, stride, dilation, pads), out)
-    win = sliding_windows(pad(x, pads), kernel, stride, dilation, out)  # (N, C, *out, *k)
+    win = window(shape, kernel, stride, dilation, pads)
+    cols = im2col(x, win)
+    view = sliding_windows(pad(x, pads), kernel, stride, dilation, win.out)  # (N, C, *out, *k)
     nd = len(kernel)
-    ref = win.transpose(1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
+    ref = view.transpose(1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd))
     np.testing.assert_array_equal(cols, ref.reshape(cols.shape))
-    assert cols.shape == (shape[1] * math.prod(kernel), shape[0] * math.prod(out))
+    assert cols.shape == (shape[1] * math.prod(kernel), shape[0] * math.prod(win.out))
 
 
 @pytest.mark.parametrize("shape, kernel, stride, dilation, pads", CASES)
-def test_col2im_is_the_adjoint_of_im2col(engine, shape, kernel, stride, dilation, pads):
+def test_col2im_is_the_adjoint_of_im2col(shape, kernel, stride, dilation, pads):
     """<im2col(x), c> = <x, col2im(c)>: the scatter-add is exactly the transpose of the copy."""
     rng = np.random.default_rng(1)
-    geo = (kernel, stride, dilation, pads)
-    out = _out(shape, kernel, stride, dilation, pads)
+    win = window(shape, kernel, stride, dilation, pads)
     x = pad(rng.standard_normal(shape), pads)  # already padded: compare on the padded grid
-    cols = im2col(x, (kernel, stride, dilation, ((0, 0),) * len(kernel)), out)
+    cols = im2col(x, win._replace(pads=((0, 0),) * len(kernel)))
     c = rng.standard_normal(cols.shape)
     back = np.zeros(x.shape)
-    col2im(c, geo, out, back)
+    col2im(c, win, back)
     assert np.vdot(cols, c) == pytest.approx(np.vdot(x, back), rel=1e-12)
 
 
 def test_im2col_writes_into_a_given_buffer():
     x = np.arange(2 * 1 * 4 * 4, dtype=np.float64).reshape(2, 1, 4, 4)
     buf = np.full(1000, np.nan)
-    cols = im2col(x, ((2, 2), (1, 1), (1, 1), ((0, 0), (0, 0))), (3, 3), buf)
+    cols = im2col(x, Window((2, 2), (1, 1), (1, 1), ((0, 0), (0, 0)), (3, 3)), buf)
     assert np.shares_memory(cols, buf) and cols.shape == (4, 18)
     assert not np.isnan(cols).any()

@@ -14,6 +14,7 @@ from deltanet.ops.pool import (
     global_avg_pool_forward,
     global_max_pool_backward,
     global_max_pool_forward,
+    max_pool_argmax,
     max_pool_backward,
     max_pool_forward,
 )
@@ -232,25 +233,23 @@ def test_max_pool_nan_and_neg_inf_follow_torch():
     np.testing.assert_array_equal(dx, torch_max(torch, x, np.ones_like(y), 2, 2, 1, 1, False)[1])
 
 
-@pytest.mark.parametrize("engine", ["numpy", "numba"])
 @pytest.mark.parametrize("shape,k,s,p,d,ceil_mode", MAX_CASES[::3], ids=ids(MAX_CASES[::3]))
-def test_max_pool_without_argmax_gives_the_same_bits(
-    monkeypatch, engine, shape, k, s, p, d, ceil_mode
-):
+def test_max_pool_without_argmax_gives_the_same_bits(shape, k, s, p, d, ceil_mode):
     """Inference skips the argmax: same y bit for bit (NaN, ±0, ±inf, ties), and a backward
     pass after it finds the argmax from the cached input."""
-    if engine == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "0" if engine == "numpy" else "1")
     rng = np.random.default_rng(5)
     x = rng.integers(-2, 3, size=shape).astype(np.float32)  # many ties
     x.flat[: min(x.size, 6)] = [np.nan, -0.0, 0.0, np.inf, -np.inf, np.nan][: min(x.size, 6)]
     y, cache = max_pool_forward(x, k, s, p, d, ceil_mode)
     y2, lazy = max_pool_forward(x, k, s, p, d, ceil_mode, argmax=False)
+    assert lazy.argmax is None and lazy.x is x and cache.argmax is not None and cache.x is None
     assert y2.dtype == y.dtype and y2.shape == y.shape
     np.testing.assert_array_equal(y2.view(np.uint32), y.view(np.uint32))
     dy = rng.standard_normal(y.shape).astype(np.float32)
     np.testing.assert_array_equal(max_pool_backward(dy, lazy)[0], max_pool_backward(dy, cache)[0])
+    found = max_pool_argmax(lazy)  # what a caller keeps for further backward passes
+    assert found.x is None and max_pool_argmax(found) is found
+    np.testing.assert_array_equal(found.argmax, cache.argmax)
 
 
 # --- mean pooling ------------------------------------------------------------------------------

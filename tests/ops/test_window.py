@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deltanet.ops.window import (
+    Window,
     as_tuple,
     output_size,
     pad,
@@ -106,5 +107,16 @@ def test_window_adjoint_is_the_transpose_of_the_view(nd):
     x = rng.standard_normal((2, 3, *spatial))
     g = rng.standard_normal((2, 3, *out, *kernel))
     lhs = np.sum(sliding_windows(x, kernel, stride, dilation, out) * g)
-    rhs = np.sum(x * window_adjoint(g, x.shape, kernel, stride, dilation))
+    win = Window(kernel, stride, dilation, ((0, 0),) * nd, out)
+    rhs = np.sum(x * window_adjoint(g, win, np.zeros(x.shape)))
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+def test_window_offsets_slices_and_padded_shape():
+    win = Window((2, 3), (2, 1), (1, 2), ((1, 0), (2, 2)), (3, 4))
+    assert list(win.offsets())[:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert win.offset_slices((1, 2)) == (slice(1, 6, 2), slice(4, 8, 1))
+    assert win.padded_shape((5, 3, 6, 4)) == (5, 3, 7, 8)
+    x = np.arange(7 * 8).reshape(7, 8)
+    view = sliding_windows(x, win.kernel, win.stride, win.dilation, win.out)
+    np.testing.assert_array_equal(x[win.offset_slices((1, 2))], view[..., 1, 2])

@@ -1,11 +1,11 @@
-"""Compiled max-pooling kernels (numba), used when ``deltanet.compiled.enabled()``.
+"""Max-pooling kernels (numba), which ``fast/pool.py`` runs when ``enabled()``.
 
 NumPy needs one pass per kernel offset to find the maximum and two more to find which offset
 held it; these loops read each window once, keep the running maximum and its offset as
 PyTorch's scan does (``if v > max or isnan(v)``: the first maximum, the last NaN) and, in the
 backward pass, add each ``δ`` to the cell that offset names. Every geometry is given as 3-D:
-1-D and 2-D pooling add leading axes of size 1. The NumPy code in ``pool.py`` is the reference
-that the tests compare these kernels with.
+1-D and 2-D pooling add leading axes of size 1. ``ops/pool.py`` is the reference that the
+tests compare these kernels with.
 
 The loops are serial on purpose: numba's OpenMP threads spin after each parallel loop and, on a
 2-core machine, slow down the BLAS calls that follow more than the parallel loop gains.
@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-from deltanet.compiled import njit
+from deltanet.fast import njit
 
 
 @njit
@@ -85,7 +85,7 @@ def max_pool3d_backward(dy, arg, kernel, stride, dilation, dxp):  # pragma: no c
     """``δxp[cell of arg[o]] += δy[o]`` for each output ``o``; ``dxp (M, D, H, W)`` zeroed.
 
     A table turns each flat kernel offset into its displacement in the padded plane, so the
-    loop does no integer division (four per output made this kernel 3x slower).
+    loop does no integer division.
     """
     sd, sh, sw = stride
     m_, od_, oh_, ow_ = dy.shape
@@ -114,8 +114,7 @@ def max_pool3d_values(xp, kernel, stride, dilation, y, low):  # pragma: no cover
 
     A larger value or a NaN replaces the running maximum, so ``y`` is the first maximum or the
     last NaN, bit for bit what the forward kernels that keep the argmax write. Four window
-    cells per step: 0.76 ms against 1.0 for LeNet's first pooling at batch 256 (0.28 against
-    0.49 for its second).
+    cells per step, to overlap their loads.
     """
     u = np.uint64
     sd, sh, sw = u(stride[0]), u(stride[1]), u(stride[2])
@@ -148,15 +147,11 @@ def max_pool3d_values(xp, kernel, stride, dilation, y, low):  # pragma: no cover
 
 @functools.cache
 def max_pool_forward_for(kernel: tuple[int, int, int]):
-    """A forward kernel compiled for this window shape (2, 2x2, 2x2x2) or the generic one.
+    """``max_pool3d_forward`` compiled for this one window shape, which LLVM then unrolls.
 
-    With the window's extent known at compile time LLVM unrolls the scan, which measured 8x
-    faster than the generic loop on LeNet's 2x2 pooling (0.9 ms against 7 ms for 1.2 M inputs).
-    Closures cannot go to numba's disk cache, so each costs a compile per process (about 0.5
-    s): only the windows of the usual non-overlapping pooling get one.
+    A closure cannot go to numba's disk cache, so each costs a compile per process: the plan
+    (``plan.unrolled_max_pool``) says which windows get one.
     """
-    if kernel not in ((1, 1, 2), (1, 2, 2), (2, 2, 2)):
-        return max_pool3d_forward
     kd_, kh_, kw_ = kernel
 
     @njit(cache=False)

@@ -1,16 +1,20 @@
-"""The direct path of convolution for few-tap layers (``conv_direct`` and its numba kernels).
+"""The direct path of convolution for few-tap layers (``fast/conv_direct.py``, ``direct_numba``).
 
-Naive loops, central differences and PyTorch, as for the other paths; the GEMM path with NumPy
-kernels (``DELTANET_NUMBA=0``) is the reference for float32 and for the inf / NaN fallback.
+Naive loops, central differences and PyTorch, as for the other paths; the reference
+``deltanet.ops.conv`` is the reference for float32 and for the inf / NaN fallback.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from deltanet.ops import conv_chunked
-from deltanet.ops.conv import conv_backward, conv_forward
+from deltanet.fast import plan
+from deltanet.fast.conv import conv_backward, conv_forward
+from deltanet.ops import conv as ref
+from deltanet.ops.conv import ConvPath
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.ops.test_conv import assert_close, make, naive_conv, torch_conv
 from tests.utils import check_grads, torch_or_skip
@@ -29,9 +33,8 @@ CASES = [
 
 
 @pytest.fixture(autouse=True)
-def numba_on(monkeypatch):
-    pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "1")
+def direct_on(numba_on):
+    """The direct loops are numba kernels: every test here runs them."""
 
 
 def _pads(x, w, padding, dilation):
@@ -43,7 +46,7 @@ def _pads(x, w, padding, dilation):
 def test_direct_path_matches_naive_loops(x_shape, w_shape, padding, dilation, bias):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, 1, padding, dilation)
-    assert cache[-1] == "direct", "the case must take the direct path"
+    assert cache.path is ConvPath.DIRECT, "the case must take the direct path"
     dy = np.random.default_rng(1).standard_normal(y.shape)
     d = as_tuple(dilation, w.ndim - 2)
     ref_y, ref_dx, ref_dw, ref_db = naive_conv(
@@ -64,10 +67,10 @@ def test_direct_path_matches_naive_loops(x_shape, w_shape, padding, dilation, bi
 
 def test_many_taps_on_a_long_frame_match_naive_loops(monkeypatch):
     """LeNet's second layer (150 taps, 16 filters) as it runs direct at batch 256."""
-    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: True)
+    monkeypatch.setattr(plan, "THRESHOLDS", dataclasses.replace(plan.THRESHOLDS, chunked_from=0))
     x, w, b = make((1, 6, 14, 14), (16, 6, 5, 5), 16)
     y, cache = conv_forward(x, w, b)
-    assert cache[-1] == "direct"
+    assert cache.path is ConvPath.DIRECT
     dy = np.random.default_rng(1).standard_normal(y.shape)
     ref = naive_conv(x, w, b, (1, 1), ((0, 0), (0, 0)), (1, 1), 1, dy)
     for name, a, e in zip(("y", "dx", "dw", "db"), (y, *conv_backward(dy, cache)), ref):
@@ -92,18 +95,15 @@ def test_direct_weight_gradient_gradcheck(x_shape, w_shape, padding, dilation, b
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, dilation, bias", CASES)
-def test_direct_float32_matches_numpy_gemm_path(
-    monkeypatch, x_shape, w_shape, padding, dilation, bias
-):
+def test_direct_float32_matches_the_reference(x_shape, w_shape, padding, dilation, bias):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None, np.float32)
     y, cache = conv_forward(x, w, b, 1, padding, dilation)
     dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     got = (y, *conv_backward(dy, cache, input_grad=False)[1:])
-    monkeypatch.setenv("DELTANET_NUMBA", "0")
-    y2, cache2 = conv_forward(x, w, b, 1, padding, dilation)
-    assert cache[-1] == "direct" and cache2[-1] == "gemm"
-    ref = (y2, *conv_backward(dy, cache2, input_grad=False)[1:])
-    for name, a, e in zip(("y", "dw", "db"), got, ref):
+    y2, cache2 = ref.conv_forward(x, w, b, 1, padding, dilation)
+    assert cache.path is ConvPath.DIRECT
+    want = (y2, *ref.conv_backward(dy, cache2, input_grad=False)[1:])
+    for name, a, e in zip(("y", "dw", "db"), got, want):
         if e is not None:
             assert a.dtype == np.float32, name
             assert_close(a, e, 2e-5, name)
@@ -130,8 +130,8 @@ def test_direct_matches_torch(x_shape, w_shape, padding, dilation, bias, dtype, 
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
-def test_inf_or_nan_input_gives_the_exact_weight_gradient(monkeypatch, bad):
-    """The frame's extra cells would multiply 0 by an inf: such inputs take the GEMM steps.
+def test_inf_or_nan_input_gives_the_exact_weight_gradient(bad):
+    """The frame's extra cells would multiply 0 by an inf: such inputs take the chunked steps.
 
     The inf sits in the last column, which only the rightmost kernel column reads: the other
     taps' gradients stay finite, as PyTorch has them.
@@ -139,31 +139,10 @@ def test_inf_or_nan_input_gives_the_exact_weight_gradient(monkeypatch, bad):
     x, w, b = make((1, 1, 6, 6), (2, 1, 3, 3), 2)
     x[0, 0, 1, 5] = bad
     y, cache = conv_forward(x, w, b)
-    assert cache[-1] == "direct"
+    assert cache.path is ConvPath.DIRECT
     dy = np.random.default_rng(2).standard_normal(y.shape)
     _, dw, db = conv_backward(dy, cache, input_grad=False)
-    monkeypatch.setenv("DELTANET_NUMBA", "0")
-    _, dw_ref, db_ref = conv_backward(dy, conv_forward(x, w, b)[1], input_grad=False)
+    _, dw_ref, db_ref = ref.conv_backward(dy, ref.conv_forward(x, w, b)[1], input_grad=False)
     np.testing.assert_array_equal(dw, dw_ref)
     np.testing.assert_array_equal(db, db_ref)
     assert np.isfinite(dw[:, :, :, :2]).all() and not np.isfinite(dw[:, :, :, 2]).all()
-
-
-def test_direct_path_is_taken_by_shape(monkeypatch):
-    """Few taps, stride 1, one group, float32/64, numba: LeNet's first layer, not its second."""
-
-    def direct(x_shape, w_shape, stride=1, groups=1, padding=0, dtype=np.float32):
-        x, w = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
-        return conv_forward(x, w, None, stride, padding, 1, groups)[1][-1] == "direct"
-
-    assert direct((4, 1, 28, 28), (6, 1, 5, 5), padding=2)
-    assert direct((4, 1, 40), (32, 1, 5), padding=2, dtype=np.float64)
-    assert direct((2, 1, 16, 16, 16), (8, 1, 3, 3, 3), padding=1)
-    assert not direct((4, 6, 14, 14), (16, 6, 5, 5))  # 150 taps, small: GEMM, windows kept
-    assert direct((256, 6, 14, 14), (16, 6, 5, 5))  # ... large: direct (chunked otherwise)
-    assert not direct((256, 32, 40), (64, 32, 5), padding=2)  # a short frame, 64 filters
-    assert not direct((4, 1, 28, 28), (6, 1, 5, 5), stride=2)
-    assert not direct((4, 2, 28, 28), (6, 1, 5, 5), groups=2)
-    assert not direct((4, 1, 40, 10), (6, 1, 1, 7))  # a frame 2.5x the output map
-    monkeypatch.setenv("DELTANET_NUMBA", "0")
-    assert not direct((4, 1, 28, 28), (6, 1, 5, 5), padding=2)

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deltanet.ops import thin_matmul
-
-
-@pytest.fixture
-def numba_on(monkeypatch):
-    pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "1")
+from deltanet.fast import thin_matmul
 
 
 @pytest.mark.parametrize("dtype, tol", [(np.float32, 2e-5), (np.float64, 1e-12)])
@@ -40,10 +34,10 @@ def test_nan_and_inf_propagate(numba_on):
 
 
 def test_large_results_and_short_contractions_stay_with_blas(numba_on, monkeypatch):
-    from deltanet.ops import conv_kernels
+    from deltanet.fast import thin_matmul_numba
 
     calls = []
-    monkeypatch.setattr(conv_kernels, "matmul_nt", lambda *args: calls.append(args))
+    monkeypatch.setattr(thin_matmul_numba, "matmul_nt", lambda *args: calls.append(args))
     rng = np.random.default_rng(1)
     for m, n, k in [(20, 20, 5000), (4, 4, 100)]:
         a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k))

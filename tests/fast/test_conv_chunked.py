@@ -1,19 +1,23 @@
-"""The chunked path of convolution (``conv_chunked``) and its compiled im2col / col2im.
+"""The chunked path of convolution (``fast/conv_chunked.py``) and its compiled im2col / col2im.
 
-``conv_forward`` takes this path for ``groups == 1`` and large windows, which the cases of
-``test_conv.py`` are too small to reach; here every case is forced onto it with chunks of a few
-samples (so several chunks run, the last one short), and each is checked against the naive
-loops, central differences, PyTorch and the whole-batch path, on the NumPy reference and on
-the numba kernels.
+The plan takes this path for ``groups == 1`` and large windows, which the cases of
+``tests/ops/test_conv.py`` are too small to reach; here every case is forced onto it with chunks
+of a few samples (so several chunks run, the last one short), and each is checked against the
+naive loops, central differences, PyTorch and the reference's whole-batch GEMM, with the NumPy
+window copies and with the numba kernels.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from deltanet.ops import conv_chunked, conv_direct
-from deltanet.ops.conv import conv_backward, conv_forward
+from deltanet.fast import plan
+from deltanet.fast.conv import conv_backward, conv_forward
+from deltanet.ops import conv as ref
+from deltanet.ops.conv import ConvPath
 from deltanet.ops.window import as_tuple, resolve_padding
 from tests.ops.test_conv import assert_close, make, naive_conv
 from tests.utils import check_grads, torch_or_skip
@@ -39,42 +43,36 @@ def _out(x, w, stride, padding, dilation):
     return s, d, pads
 
 
+def _path(monkeypatch, path):
+    monkeypatch.setattr(plan, "conv_path", lambda *args: path)
+
+
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     """Every case on the chunked path, in chunks of two or three samples."""
-    monkeypatch.setattr(conv_direct, "use_direct", lambda *args: False)
-    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: True)
-    monkeypatch.setattr(conv_chunked, "_CHUNK", 2048)
-
-
-@pytest.fixture(params=["numpy", "numba"])
-def kernels(request, monkeypatch):
-    """Run a test once on the NumPy reference and once with the compiled kernels."""
-    if request.param == "numba":
-        pytest.importorskip("numba")
-    monkeypatch.setenv("DELTANET_NUMBA", "0" if request.param == "numpy" else "1")
-    return request.param
+    _path(monkeypatch, ConvPath.CHUNKED)
+    monkeypatch.setattr(plan, "THRESHOLDS", dataclasses.replace(plan.THRESHOLDS, chunk=2048))
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
 def test_chunked_path_matches_naive_loops(
-    kernels, x_shape, w_shape, stride, padding, dilation, bias
+    engine, x_shape, w_shape, stride, padding, dilation, bias
 ):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
-    assert cache[-1] == "chunked", "the case must take the chunked path"
+    assert cache.path is ConvPath.CHUNKED, "the case must take the chunked path"
     dy = np.random.default_rng(1).standard_normal(y.shape)
     s, d, pads = _out(x, w, stride, padding, dilation)
     ry, rdx, rdw, rdb = naive_conv(x, w, b, s, pads, d, 1, dy)
     dx, dw, db = conv_backward(dy, cache)
-    for name, got, ref in (("y", y, ry), ("dx", dx, rdx), ("dw", dw, rdw), ("db", db, rdb)):
-        assert (got is None) == (ref is None), name
-        if ref is not None:
-            assert_close(got, ref, 1e-10, name)
+    for name, got, want in (("y", y, ry), ("dx", dx, rdx), ("dw", dw, rdw), ("db", db, rdb)):
+        assert (got is None) == (want is None), name
+        if want is not None:
+            assert_close(got, want, 1e-10, name)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES[::2])
-def test_chunked_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+def test_chunked_path_gradcheck(engine, x_shape, w_shape, stride, padding, dilation, bias):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     inputs = [x, w] + ([b] if bias else [])
 
@@ -89,7 +87,7 @@ def test_chunked_path_gradcheck(kernels, x_shape, w_shape, stride, padding, dila
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
-def test_chunked_path_matches_torch(kernels, x_shape, w_shape, stride, padding, dilation, bias):
+def test_chunked_path_matches_torch(engine, x_shape, w_shape, stride, padding, dilation, bias):
     torch = torch_or_skip()
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None, dtype=np.float32)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
@@ -114,25 +112,24 @@ def test_chunked_path_matches_torch(kernels, x_shape, w_shape, stride, padding, 
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, bias", CASES)
-def test_chunked_and_whole_batch_paths_agree(
-    monkeypatch, x_shape, w_shape, stride, padding, dilation, bias
+def test_chunked_path_and_the_reference_agree(
+    engine, x_shape, w_shape, stride, padding, dilation, bias
 ):
     x, w, b = make(x_shape, w_shape, w_shape[0] if bias else None)
     y, cache = conv_forward(x, w, b, stride, padding, dilation)
     dy = np.random.default_rng(2).standard_normal(y.shape)
     grads = conv_backward(dy, cache)
-    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: False)
-    y2, cache2 = conv_forward(x, w, b, stride, padding, dilation)
-    assert cache[-1] == "chunked" and cache2[-1] != "chunked"
+    y2, cache2 = ref.conv_forward(x, w, b, stride, padding, dilation)
+    assert cache.path is ConvPath.CHUNKED and cache2.path is ConvPath.GEMM
     assert_close(y, y2, 1e-12, "y")
-    for name, g, g2 in zip(("dx", "dw", "db"), grads, conv_backward(dy, cache2)):
+    for name, g, g2 in zip(("dx", "dw", "db"), grads, ref.conv_backward(dy, cache2)):
         if g2 is not None:
             assert_close(g, g2, 1e-12, name)
 
 
-@pytest.mark.parametrize("chunked", [True, False])
-def test_no_input_grad_skips_dx_only(monkeypatch, chunked):
-    monkeypatch.setattr(conv_chunked, "use_chunked", lambda *shapes: chunked)
+@pytest.mark.parametrize("path", [ConvPath.CHUNKED, ConvPath.GEMM], ids=["chunked", "gemm"])
+def test_no_input_grad_skips_dx_only(monkeypatch, engine, path):
+    _path(monkeypatch, path)
     x, w, b = make((2, 2, 9, 9), (3, 2, 3, 3), 3)
     y, cache = conv_forward(x, w, b, 1, 1)
     dy = np.random.default_rng(3).standard_normal(y.shape)
@@ -150,7 +147,7 @@ def test_compiled_col2im_matches_numpy(monkeypatch):
     x = rng.standard_normal((3, 2, 13, 12)).astype(np.float32)
     w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
     y, cache = conv_forward(x, w, None, (2, 1), ((2, 1), (0, 2)), (1, 2))
-    assert cache[-1]
+    assert cache.path is ConvPath.CHUNKED
     dy = rng.standard_normal(y.shape).astype(np.float32)
     monkeypatch.setenv("DELTANET_NUMBA", "0")
     ref = conv_backward(dy, cache)

@@ -1,4 +1,4 @@
-"""Compiled direct convolution over "frames" (numba), for layers with few taps: ``conv_direct``.
+"""Direct convolution over "frames" as numba loops, for layers with few taps (``conv_direct``).
 
 Each sample's padded input is one flat row ``xf[n]`` (its channels one after another). A tap
 ``t = (c, a, b, e)`` of the kernel reads the input at a fixed displacement ``offs[t]`` from the
@@ -16,19 +16,19 @@ no GEMM to feed.
 The forward loop takes two filters and four taps per pass over the frame: four loads of the
 input feed eight multiply-adds, and each accumulator is loaded and stored once per four taps
 (one tap at a time, the stores bound the loop). The weight gradient runs nine dot products at a
-time, as ``conv_kernels.matmul_nt`` does, between three shifted input rows and three rows of δy
-laid out as a frame (zeros where the frame has no output). The NumPy convolution in ``conv.py``
-is the reference the tests compare these kernels with.
+time, as ``thin_matmul_numba.matmul_nt`` does, between three shifted input rows and three rows
+of δy laid out as a frame (zeros where the frame has no output). ``ops/conv.py`` is the
+reference the tests compare these kernels with.
 
-Flat indices are unsigned, as in ``conv_kernels``: signed ones cost a wrap-around test per access.
+Flat indices are unsigned, as in ``im2col_numba``: signed ones cost a wrap-around test per access.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from deltanet.compiled import njit
-from deltanet.ops.conv_kernels import add3x3, dot3x3
+from deltanet.fast import njit
+from deltanet.fast.thin_matmul_numba import add3x3, dot3x3
 
 
 @njit
@@ -109,7 +109,7 @@ def weight_grad(xf, dy, offs, ph, pw, out):  # pragma: no cover - numba
 
     ``dy (N, F, OD, OH, OW)`` C-contiguous. Each sample's δy is laid out as a frame in a small
     buffer (zero where the frame has no output, so those cells add nothing), then three taps
-    meet three filters at a time (``conv_kernels.dot3x3``).
+    meet three filters at a time (``thin_matmul_numba.dot3x3``).
     """
     u = np.uint64
     n_, f_, od, oh, ow, ph, pw, pf = _sizes(dy, ph, pw)

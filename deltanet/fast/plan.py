@@ -1,0 +1,124 @@
+"""Which path runs for which shape: every threshold of ``deltanet.fast`` in one table.
+
+Each threshold keeps one line saying why; ``docs/performance.md`` has the measurements behind
+them. im2col, col2im and max pooling run compiled whenever ``enabled()``: no shape decides those.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deltanet.fast import enabled, lift3d
+from deltanet.ops.conv import ConvPath
+from deltanet.ops.window import Window
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers the plan decides by (sizes in array elements)."""
+
+    # convolution through the batch in chunks (conv_chunked.py)
+    chunk: int = 1 << 19  # a chunk's windows: 2 MB of float32, inside an L3 shared with neighbours
+    chunked_from: int = 1 << 21  # batch's windows from which their memory traffic outweighs a loop
+    # direct loops over the input (conv_direct.py)
+    direct_taps: int = 32  # C_in * kernel cells up to which the direct loops beat the GEMM path
+    direct_taps_long: int = 256  # ... up to which they hold their own where chunks re-copy windows
+    long_frame: int = 128  # frame cells from which a pass over the frame amortises its fixed cost
+    direct_filters_long: int = 32  # filters up to which; more make the GEMM efficient
+    frame_ratio: float = 1.5  # frame cells per output cell up to which the wasted cells pay off
+    # compiled dot products for small weight gradients (thin_matmul.py)
+    thin_out: int = 256  # result cells up to which OpenBLAS splits the product badly over 2 threads
+    thin_min_k: int = 4096  # contraction length from which the dot products win
+    # max pooling (pool.py): windows with a kernel of their own, unrolled (2, 2x2, 2x2x2: the
+    # usual ones; each costs a compile per process, as closures skip numba's disk cache)
+    unrolled_pools: tuple[tuple[int, int, int], ...] = ((1, 1, 2), (1, 2, 2), (2, 2, 2))
+    # compiled ReLU (activations.py)
+    relu_size: int = 1 << 18  # below 1 MB NumPy's passes stay in cache; MLPs skip numba's import
+
+
+THRESHOLDS = Thresholds()
+
+
+def frame_cells(padded: Sequence[int], out: Sequence[int]) -> int:
+    """Cells of the direct loops' frame: from the first output cell to the last, in the padded
+    input's rows (``direct_numba``)."""
+    (_, ph, pw), (od, oh, ow) = lift3d(padded), lift3d(out)
+    return ((od - 1) * ph + oh - 1) * pw + ow
+
+
+def _chunked(x_shape: Sequence[int], w_shape: Sequence[int], out: Sequence[int]) -> bool:
+    """Whether the batch's windows are large enough for chunks to beat one whole-batch GEMM."""
+    return x_shape[0] * math.prod(w_shape[1:]) * math.prod(out) > THRESHOLDS.chunked_from
+
+
+def _direct(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
+    """Few taps (or a few more on a long frame with few filters, where the GEMM path would
+    chunk and so lay the windows out twice), stride 1, one group, float32/64, numba."""
+    t = THRESHOLDS
+    taps, frame = math.prod(w.shape[1:]), frame_cells(win.padded_shape(x.shape)[2:], win.out)
+    few = taps <= t.direct_taps or (
+        taps <= t.direct_taps_long
+        and frame >= t.long_frame
+        and w.shape[0] <= t.direct_filters_long
+        and _chunked(x.shape, w.shape, win.out)
+    )
+    return (
+        groups == 1
+        and all(s == 1 for s in win.stride)
+        and few
+        and x.dtype == w.dtype
+        and x.dtype in (np.float32, np.float64)
+        and frame <= t.frame_ratio * math.prod(win.out)
+        and enabled()
+    )
+
+
+def conv_path(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> ConvPath:
+    """The path of a convolution: direct loops, the GEMM in chunks, or one GEMM."""
+    if _direct(x, w, win, groups):
+        return ConvPath.DIRECT
+    if groups == 1 and _chunked(x.shape, w.shape, win.out):
+        return ConvPath.CHUNKED
+    return ConvPath.GEMM
+
+
+def chunk_samples(cols_per_sample: int) -> int:
+    """Samples per chunk of the chunked path: as many as fit in one chunk, at least one."""
+    return max(1, THRESHOLDS.chunk // max(1, cols_per_sample))
+
+
+def thin_matmul(a: np.ndarray, b: np.ndarray, n: int) -> bool:
+    """Whether ``a (M, K) @ bᵀ`` with ``n`` rows in b runs as compiled dot products."""
+    m, k = a.shape
+    return (
+        m * n <= THRESHOLDS.thin_out
+        and k >= THRESHOLDS.thin_min_k
+        and a.dtype == b.dtype
+        and a.dtype in (np.float32, np.float64)
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and enabled()
+    )
+
+
+def unrolled_max_pool(kernel: tuple[int, ...]) -> bool:
+    """Whether max pooling with this (3-D) window runs a kernel compiled for it alone."""
+    return kernel in THRESHOLDS.unrolled_pools
+
+
+def compiled_relu(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the one-pass ReLU kernels run on ``a`` and ``b``: large, float32/64,
+    C-contiguous, of one shape and dtype."""
+    return (
+        a.size >= THRESHOLDS.relu_size
+        and a.dtype == b.dtype
+        and a.dtype in (np.float32, np.float64)
+        and a.shape == b.shape
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+        and enabled()
+    )
