@@ -16,7 +16,7 @@ into each branch's part before the branch's backward pass. (See docs/backprop.md
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -91,9 +91,12 @@ class Sequential(Layer):
         first = 0
         if not input_grad:
             first = next((i for i, lay in enumerate(layers) if lay.has_parameters()), 0)
+        grad: np.ndarray | None = dy
         for i in range(len(layers) - 1, first - 1, -1):
-            dy = layers[i].backward(dy, input_grad=input_grad or i > first)
-        return dy
+            # An array on every pass: only the last call (i == first) may be asked for no δx,
+            # and backward itself rejects anything else, so the cast only informs the checker.
+            grad = layers[i].backward(cast(np.ndarray, grad), input_grad=input_grad or i > first)
+        return grad
 
     def append(self, layer: Layer) -> Sequential:
         if not isinstance(layer, Layer):

@@ -74,8 +74,11 @@ class _ConvBase(Layer):
         except TypeError as err:
             raise TypeError(f"{where}: {err}") from None
         self.weight = Parameter(torch_default(shape, fan_in, rng, self.dtype), "weight")
-        b = torch_default((self.out_channels,), fan_in, rng, self.dtype) if bias else None
-        self.bias = Parameter(b, "bias") if bias else None
+        self.bias = (
+            Parameter(torch_default((self.out_channels,), fan_in, rng, self.dtype), "bias")
+            if bias
+            else None
+        )
 
     def _check_input(self, x: Any) -> np.ndarray:
         x = check_input(self, x, self.spatial_dims, self.in_channels)

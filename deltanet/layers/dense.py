@@ -16,7 +16,7 @@ from deltanet.layers.validate import (
     float_dtype,
     positive_int,
 )
-from deltanet.ops.dense import dense_backward, dense_forward
+from deltanet.ops.dense import DenseCache, dense_backward, dense_forward
 
 
 @register_layer
@@ -55,12 +55,12 @@ class Dense(Layer):
         check_weight_dtype(self, x, self.weight.dtype)
         return x
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, tuple]:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, DenseCache]:
         """x: (N, in_features) -> y: (N, out_features), same dtype as the weight."""
         b = None if self.bias is None else self.bias.data
         return dense_forward(x, self.weight.data, b)
 
-    def _backward(self, dy: np.ndarray, cache: tuple, input_grad: bool) -> np.ndarray | None:
+    def _backward(self, dy: np.ndarray, cache: DenseCache, input_grad: bool) -> np.ndarray | None:
         """dy: (N, out_features) -> dx: (N, in_features); adds into weight.grad and bias.grad."""
         dx, dw, db = dense_backward(dy, cache, input_grad)
         self.weight.grad += dw

@@ -94,9 +94,8 @@ class BatchNormND(Layer):
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         gamma, beta = self.affine_params(x.dtype)
         if not self.training and self.track_running_stats:
-            y, cache = batch_norm_inference(
-                x, gamma, beta, self.running_mean, self.running_var, self.eps
-            )
+            running_mean, running_var = self._running_stats()
+            y, cache = batch_norm_inference(x, gamma, beta, running_mean, running_var, self.eps)
             return y, (False, cache)
         y, cache, mean, var_unbiased = self._batch_stats_forward(x, gamma, beta)
         if self.track_running_stats:
@@ -110,8 +109,9 @@ class BatchNormND(Layer):
         else:
             dx, dgamma, dbeta = batch_norm_inference_backward(dy, op_cache)
         if self.affine:
-            self.weight.grad += dgamma
-            self.bias.grad += dbeta
+            weight, bias = self._weight_and_bias()
+            weight.grad += dgamma
+            bias.grad += dbeta
         return dx
 
     def _batch_stats_forward(
@@ -146,16 +146,34 @@ class BatchNormND(Layer):
         dtype = self.dtype if dtype is None else np.dtype(dtype)
         if not self.affine:
             return np.ones(self.num_features, dtype), np.zeros(self.num_features, dtype)
-        return self.weight.data.astype(dtype, copy=False), self.bias.data.astype(dtype, copy=False)
+        weight, bias = self._weight_and_bias()
+        return weight.data.astype(dtype, copy=False), bias.data.astype(dtype, copy=False)
 
     def _update_running_stats(self, mean: np.ndarray, var_unbiased: np.ndarray) -> None:
+        assert self.num_batches_tracked is not None  # called only when track_running_stats
         self.num_batches_tracked += 1
         m = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
-        # In place, so the buffers keep their dtype whatever the input's.
-        self.running_mean *= 1 - m
-        self.running_mean += m * mean
-        self.running_var *= 1 - m
-        self.running_var += m * var_unbiased
+        # In place on the buffers themselves (the locals are the layer's arrays), so they keep
+        # their dtype whatever the input's.
+        running_mean, running_var = self._running_stats()
+        running_mean *= 1 - m
+        running_mean += m * mean
+        running_var *= 1 - m
+        running_var += m * var_unbiased
+
+    # --- the optional state, typed ---------------------------------------------------------
+    # weight / bias exist exactly when affine, the running statistics exactly when
+    # track_running_stats (both fixed in __init__). These two helpers are called only on the
+    # side of those flags where the state exists; they hand it over as non-Optional types.
+    def _weight_and_bias(self) -> tuple[Parameter, Parameter]:
+        assert self.weight is not None and self.bias is not None, "only when affine"
+        return self.weight, self.bias
+
+    def _running_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.running_mean is not None and self.running_var is not None, (
+            "only when track_running_stats"
+        )
+        return self.running_mean, self.running_var
 
     # --- validation -----------------------------------------------------------------------
     def _expected(self) -> str:
@@ -185,9 +203,10 @@ class BatchNormND(Layer):
         """The running statistics by name (PyTorch's state_dict names); empty when untracked."""
         if not self.track_running_stats:
             return {}
+        running_mean, running_var = self._running_stats()
         return {
-            "running_mean": self.running_mean,
-            "running_var": self.running_var,
+            "running_mean": running_mean,
+            "running_var": running_var,
             "num_batches_tracked": np.array(self.num_batches_tracked, dtype=np.int64),
         }
 
