@@ -157,8 +157,8 @@ def _check_param(policy: str, name: str, value: Any) -> Any:
             raise ValueError(f"lr policy {policy!r}: gamma must be > 0. Received: {value!r}.")
         return value
     # gamma of inv/sigmoid, power, min_lr: finite; power and min_lr also >= 0
-    minimum = -math.inf if (policy, name) == ("sigmoid", "gamma") else 0.0
-    return _check_number(policy, name, value, minimum=minimum)
+    lowest = -math.inf if (policy, name) == ("sigmoid", "gamma") else 0.0
+    return _check_number(policy, name, value, minimum=lowest)
 
 
 def _check_number(

@@ -16,10 +16,19 @@ Every other layer is copied as it is.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal, overload
 
 from deltanet.layers.base import Layer
 from deltanet.layers.containers import Sequential
+
+
+# The overloads tell a type checker what return_report decides: the model, or (model, report).
+@overload
+def pack(model: Layer, *, return_report: Literal[False] = False) -> Layer: ...
+@overload
+def pack(model: Layer, *, return_report: Literal[True]) -> tuple[Layer, list[str]]: ...
+@overload
+def pack(model: Layer, *, return_report: bool = False) -> Layer | tuple[Layer, list[str]]: ...
 
 
 def pack(model: Layer, *, return_report: bool = False) -> Layer | tuple[Layer, list[str]]:

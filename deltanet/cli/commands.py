@@ -77,8 +77,8 @@ def _read_png(path: str, shape: tuple[int, ...], invert: str) -> np.ndarray:
         size, channels = (shape[2], shape[1]), shape[0]
     else:
         raise CliError(f"a PNG input needs a model of images (1 or 3, H, W). It takes {shape}.")
-    with Image.open(path) as img:
-        img = img.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BOX)
+    with Image.open(path) as png:
+        img = png.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BOX)
         x = np.asarray(img, dtype=np.float32) / np.float32(255)
     if invert == "yes" or (invert == "auto" and x.mean() > 0.5):
         x = 1 - x

@@ -158,8 +158,11 @@ def first_weight(model: Any) -> np.ndarray | None:
     return None
 
 
-def make_plots(run_dir: Path, history: Any, model: Any, test: tuple | None, names: list) -> list:
-    """Write the run's PNG plots; ``test`` is ``(x, y_true, y_pred, cm)`` or None."""
+def make_plots(
+    run_dir: Path, history: Any, model: Any, test: tuple | None, names: list | None
+) -> list:
+    """Write the run's PNG plots; ``test`` is ``(x, y_true, y_pred, cm)`` or None (as the
+    class ``names`` are when there is no test set)."""
     from deltanet import plots
 
     written = [plots.plot_history(history, run_dir / PLOT_FILES["history"])]

@@ -162,7 +162,9 @@ def broadcast_text(text: str, root: int = 0) -> str:
 def fingerprint_array(a: np.ndarray) -> str:
     """Shape, dtype and a BLAKE2 digest of the bytes: equal arrays give equal strings."""
     a = np.ascontiguousarray(a)
-    digest = hashlib.blake2b(memoryview(a).cast("B"), digest_size=16).hexdigest()
+    # a.data: the array's own memory as a memoryview (no copy), which the type stubs accept
+    # where the ndarray itself is not a Buffer before Python 3.12.
+    digest = hashlib.blake2b(a.data.cast("B"), digest_size=16).hexdigest()
     return f"{a.shape} {a.dtype} {digest}"
 
 

@@ -224,6 +224,7 @@ def _train_epoch(state: TrainingState, strategy, data, loss_fn, schedule, shuffl
     for batch, (xb, yb) in enumerate(
         batches(x, y, state.batch_size, shuffle=shuffle, rng=state.rng)
     ):
+        assert yb is not None  # fit's data always has its labels (check_xy)
         value, right = _train_step(state, strategy, xb, yb, loss_fn, schedule, (epoch, batch))
         n = len(yb)
         seen += n

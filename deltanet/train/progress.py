@@ -56,8 +56,11 @@ class ProgressBar(Callback):
             self._bar.set_postfix_str(_format(logs, brief=True), refresh=False)
             self.close()
         else:
-            print(f"Epoch {epoch + 1}/{self.state.epochs} - {_format(logs)}", file=self._out)
-            self._out.flush()
+            print(
+                f"Epoch {epoch + 1}/{self.state.epochs} - {_format(logs)}",
+                file=self._out,
+                flush=True,
+            )
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.close()
