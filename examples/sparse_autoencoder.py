@@ -32,14 +32,14 @@ class KLSparsity(dn.Layer):
         super().__init__()
         self.rho, self.beta, self.penalty = rho, beta, 0.0
 
-    def forward(self, a: np.ndarray) -> np.ndarray:
-        value, self._cache = kl_sparsity_forward(a, self.rho, self.beta)
+    def _forward(self, a: np.ndarray) -> tuple[np.ndarray, tuple]:
+        value, cache = kl_sparsity_forward(a, self.rho, self.beta)
         self.penalty = float(value)
-        return a
+        return a, cache
 
-    def backward(self, dy: np.ndarray) -> np.ndarray:
+    def _backward(self, dy: np.ndarray, cache: tuple, input_grad: bool) -> np.ndarray:
         # δ_hidden = (W₂ᵀ δ_out + β(-ρ/ρ̂ + (1-ρ)/(1-ρ̂))/N) · σ'(z): the sigmoid below adds σ'
-        return dy + kl_sparsity_backward(1.0, self._get_cache())[0]
+        return dy + kl_sparsity_backward(1.0, cache)[0]
 
     def get_config(self) -> dict:
         return {"rho": self.rho, "beta": self.beta}

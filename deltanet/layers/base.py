@@ -21,7 +21,9 @@ layer skip δx; a layer without parameters then has nothing to do at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,6 +70,12 @@ class Layer:
     training: bool = True
     _cache: Any = None
     _y_shape: tuple[int, ...] | None = _NO_OUTPUT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("backward")
+        if own is not None and not _accepts_input_grad(own):
+            cls.backward = _with_input_grad(own)  # type: ignore[method-assign]
 
     def __init__(self) -> None:
         object.__setattr__(self, "training", True)
@@ -362,6 +370,23 @@ class LayerList(Layer):
 
     def label(self) -> str:
         return f"{type(self).__name__}({len(self)} layers)"
+
+
+def _accepts_input_grad(method: Callable[..., Any]) -> bool:
+    params = inspect.signature(method).parameters.values()
+    return any(p.name == "input_grad" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _with_input_grad(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """A layer written before the contract, ``backward(self, dy)``, made to accept
+    ``input_grad`` (its δx is computed anyway, and dropped when not wanted)."""
+
+    @functools.wraps(backward)
+    def wrapped(self: Layer, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        dx = backward(self, dy)
+        return dx if input_grad else None
+
+    return wrapped
 
 
 def _is_layer_list(value: Any) -> bool:

@@ -181,3 +181,21 @@ def test_a_replaced_child_keeps_its_place_and_its_siblings_order():
     model = Block()
     model.bn = dn.Identity()
     assert [n for n, _ in model.named_children()] == ["conv", "bn", "relu", "drop"]
+
+
+def test_a_layer_written_before_the_contract_still_runs_inside_a_sequential():
+    class OldStyle(Layer):  # forward/backward overridden, no input_grad
+        def forward(self, x):
+            self._cache = x
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
+    model = dn.Sequential(dn.Dense(2, 2, rng=0), OldStyle())
+    x = np.ones((3, 2), np.float32)
+    model(x)
+    dx = model.backward(np.ones((3, 2), np.float32))
+    assert dx.shape == (3, 2)
+    assert model.backward(np.ones((3, 2), np.float32), input_grad=False) is None
+    assert OldStyle().backward(np.ones(2), input_grad=False) is None
