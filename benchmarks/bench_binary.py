@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make ``deltanet`` importable f
 
 from deltanet.binary import pack  # noqa: E402
 from deltanet.binary.layers import QConv2D, QDense  # noqa: E402
-from deltanet.ops.conv import conv_forward  # noqa: E402
+from deltanet.fast.conv import conv_forward  # noqa: E402
 from deltanet.ops.dense import dense_forward  # noqa: E402
 
 

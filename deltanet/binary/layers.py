@@ -31,13 +31,13 @@ from deltanet.binary.quantizers import (
     quantize_weight_forward,
     weight_scale,
 )
+from deltanet.fast.conv import conv_backward, conv_forward
 from deltanet.init import RngLike
 from deltanet.layers.base import Layer, Parameter
 from deltanet.layers.conv import ConvND
 from deltanet.layers.dense import Dense
 from deltanet.layers.norm import BatchNormND
 from deltanet.layers.registry import register_layer
-from deltanet.ops.conv import conv_backward, conv_forward
 from deltanet.ops.dense import dense_backward, dense_forward
 
 

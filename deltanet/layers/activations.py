@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from deltanet.fast import activations as ops
 from deltanet.layers.base import Layer
 from deltanet.layers.registry import register_layer
 from deltanet.layers.validate import number
-from deltanet.ops import activations as ops
 
 
 class _Activation(Layer):

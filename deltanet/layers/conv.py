@@ -13,6 +13,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from deltanet.fast.conv import (
+    conv_backward,
+    conv_forward,
+    conv_transpose_backward,
+    conv_transpose_forward,
+)
 from deltanet.init import RngLike, as_rng, torch_default
 from deltanet.layers.base import Layer, Parameter
 from deltanet.layers.registry import register_layer
@@ -24,12 +30,6 @@ from deltanet.layers.validate import (
     float_dtype,
     int_tuple,
     positive_int,
-)
-from deltanet.ops.conv import (
-    conv_backward,
-    conv_forward,
-    conv_transpose_backward,
-    conv_transpose_forward,
 )
 
 IntOrTuple = int | Sequence[int]

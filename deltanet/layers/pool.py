@@ -10,19 +10,20 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.layers.base import Layer
-from deltanet.layers.registry import register_layer
-from deltanet.layers.validate import check_float_input, check_input, flag, int_tuple
-from deltanet.ops.pool import (
+from deltanet.fast.pool import (
     avg_pool_backward,
     avg_pool_forward,
     global_avg_pool_backward,
     global_avg_pool_forward,
     global_max_pool_backward,
     global_max_pool_forward,
+    max_pool_argmax,
     max_pool_backward,
     max_pool_forward,
 )
+from deltanet.layers.base import Layer
+from deltanet.layers.registry import register_layer
+from deltanet.layers.validate import check_float_input, check_input, flag, int_tuple
 
 IntOrTuple = int | Sequence[int]
 
@@ -118,6 +119,8 @@ class MaxPoolND(_PoolND):
         )  # fmt: skip
 
     def _backward(self, dy: np.ndarray, cache: Any, input_grad: bool) -> np.ndarray:
+        if cache.argmax is None:  # eval mode: find the argmax once, later passes reuse it
+            cache = self._cache = max_pool_argmax(cache)
         (dx,) = max_pool_backward(dy, cache)
         return dx
 

@@ -178,9 +178,7 @@ def test_max_pool_in_eval_mode_keeps_no_argmax_but_still_backpropagates():
 
 def _argmax(cache):
     """The argmax a max-pooling cache holds (None until a backward pass needs it)."""
-    if hasattr(cache, "argmax"):
-        return cache.argmax
-    return None if cache.args is not None else cache  # a LazyArgmax holds its inputs until then
+    return cache.argmax
 
 
 # --- validation --------------------------------------------------------------------------------
