@@ -354,10 +354,16 @@ class LayerList(Layer):
     def append(self, layer: Layer) -> LayerList:
         if not isinstance(layer, Layer):
             raise TypeError(
-                f"LayerList.append: expected a deltanet Layer. Received: {type(layer).__name__}."
+                f"{type(self).__name__}.append: expected a deltanet Layer. "
+                f"Received: {type(layer).__name__}."
             )
         self.add_layer(str(len(self)), layer)
         return self
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers in order (a new list; ``append`` adds one)."""
+        return list(self.children())
 
     def __len__(self) -> int:
         return len(self.__dict__.get("_layers", {}))

@@ -15,12 +15,12 @@ into each branch's part before the branch's backward pass. (See docs/backprop.md
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 
-from deltanet.layers.base import Layer
+from deltanet.layers.base import Layer, LayerList
 from deltanet.layers.registry import layer_from_dict, layer_to_dict, register_layer
 
 
@@ -60,18 +60,14 @@ class Identity(Layer):
 
 
 @register_layer
-class Sequential(Layer):
-    """A chain of layers (nestable), named ``0, 1, ...``; backward feeds each the δ above it."""
+class Sequential(LayerList):
+    """A chain of layers (nestable), named ``0, 1, ...``; backward feeds each the δ above it.
+
+    A ``LayerList`` (``append``, ``len``, iteration, indexing) with a forward and a backward.
+    """
 
     def __init__(self, *layers: Layer) -> None:
-        super().__init__()
-        for layer in _layers_arg("Sequential", layers):
-            self.add_layer(str(len(self)), layer)
-
-    @property
-    def layers(self) -> list[Layer]:
-        """The layers in order (a new list; ``append`` adds one)."""
-        return list(self.children())
+        super().__init__(_layers_arg("Sequential", layers))
 
     def _check_input(self, x: Any) -> Any:
         return x  # the first layer checks it, with its own name in the message
@@ -98,21 +94,7 @@ class Sequential(Layer):
             grad = layers[i].backward(cast(np.ndarray, grad), input_grad=input_grad or i > first)
         return grad
 
-    def append(self, layer: Layer) -> Sequential:
-        if not isinstance(layer, Layer):
-            raise TypeError(
-                f"Sequential.append: expected a Layer. Received: {type(layer).__name__}."
-            )
-        self.add_layer(str(len(self)), layer)
-        return self
-
-    def __len__(self) -> int:
-        return len(self.__dict__.get("_layers", {}))
-
-    def __iter__(self) -> Iterator[Layer]:
-        return self.children()
-
-    def __getitem__(self, index: int | slice) -> Layer:
+    def __getitem__(self, index: int | slice) -> Layer:  # a slice is a Sequential too
         if isinstance(index, slice):
             return Sequential(*self.layers[index])
         return self.layers[index]
@@ -123,9 +105,6 @@ class Sequential(Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
         return cls(*_from_configs("Sequential", config, "layers"))
-
-    def label(self) -> str:
-        return f"Sequential({len(self)} layers)"
 
     def summary(
         self, input_shape: tuple[int, ...], print_fn: Callable[[str], Any] | None = print
