@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_QUIET = {"under": "ignore"}  # underflow to 0 is exact here, see the module docstring
-
-
 # --- sigmoid: σ(x) = 1 / (1 + e^{-x}), σ' = σ (1 - σ) ------------------------------------------
 
 
@@ -34,7 +31,7 @@ def sigmoid_gradient(x: np.ndarray) -> np.ndarray:
 
 def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
     """``y = σ(x)``, any shape; the cache is the output (σ' needs only σ)."""
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         # Two branches share e = e^{-|x|} <= 1: σ(x) = 1/(1+e) for x >= 0, e/(1+e) for x < 0.
         e = np.exp(-np.abs(x))
         y = np.where(x >= 0, 1, e) / (1 + e)
@@ -44,7 +41,7 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
 def sigmoid_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy σ (1 - σ)``."""
     (y,) = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (dy * y * (1 - y),)
 
 
@@ -60,7 +57,7 @@ def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, tuple]:
 def tanh_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy (1 - y²)``."""
     (y,) = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (dy * (1 - y * y),)
 
 
@@ -87,7 +84,7 @@ def relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, tuple]:
     """``y = x if x > 0 else negative_slope * x``, any shape."""
     slope = float(negative_slope)  # a Python float keeps float32 float32 (NEP 50)
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         y = np.where(x > 0, x, x * slope)
     return y, (x > 0, slope)
 
@@ -95,7 +92,7 @@ def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.
 def leaky_relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy if x > 0 else negative_slope * dy``."""
     positive, slope = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (np.where(positive, dy, dy * slope),)
 
 
@@ -105,7 +102,7 @@ def leaky_relu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
     """``y = x if x > 0 else alpha * (e^x - 1)``, any shape."""
     alpha = float(alpha)
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         # expm1 is exact near 0; clipping at 0 keeps e^x of the unused positive branch from
         # overflowing (np.where evaluates both branches).
         neg = np.minimum(x, 0)
@@ -116,7 +113,7 @@ def elu_forward(x: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, tuple]:
 def elu_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy if x > 0 else dy * alpha * e^x`` (e^x from x, not y + α, to stay exact)."""
     x, alpha = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (np.where(x > 0, dy, dy * (alpha * np.exp(np.minimum(x, 0)))),)
 
 
@@ -129,7 +126,7 @@ def softplus_forward(
     """``y = log(1 + e^{βx}) / β``, and ``y = x`` where ``βx > threshold``; any shape."""
     beta, threshold = float(beta), float(threshold)
     bx = x * beta
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         # clip at the threshold so that e^{βx} of the linear branch never overflows
         y = np.where(bx > threshold, x, np.log1p(np.exp(np.minimum(bx, threshold))) / beta)
     return y, (bx, threshold)
@@ -147,7 +144,7 @@ def softplus_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 
 def softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, tuple]:
     """``y = e^x / Σ e^x`` along ``axis`` (any shape with that axis); the cache is the output."""
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         # subtracting the max changes nothing mathematically and keeps every exponent <= 0
         e = np.exp(x - x.max(axis=axis, keepdims=True))
         y = e / e.sum(axis=axis, keepdims=True)
@@ -157,7 +154,7 @@ def softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, tuple]:
 def softmax_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = y (dy - Σ_k dy_k y_k)``: the Jacobian ``diag(y) - y yᵀ`` applied to ``dy``."""
     y, axis = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (y * (dy - (dy * y).sum(axis=axis, keepdims=True)),)
 
 
@@ -167,7 +164,7 @@ def softmax_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
 def log_softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, tuple]:
     """``y = x - log Σ e^x`` along ``axis`` (through the max-shifted logsumexp)."""
     shifted = x - x.max(axis=axis, keepdims=True)
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return y, (y, axis)
 
@@ -175,5 +172,5 @@ def log_softmax_forward(x: np.ndarray, axis: int = 1) -> tuple[np.ndarray, tuple
 def log_softmax_backward(dy: np.ndarray, cache: tuple) -> tuple[np.ndarray]:
     """``dx = dy - softmax(x) Σ_k dy_k``, with ``softmax(x) = e^y``."""
     y, axis = cache
-    with np.errstate(**_QUIET):
+    with np.errstate(under="ignore"):
         return (dy - np.exp(y) * dy.sum(axis=axis, keepdims=True),)

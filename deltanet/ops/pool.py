@@ -111,7 +111,7 @@ def _window_cells(x: np.ndarray, win: Window) -> list[np.ndarray]:
     order: ``xp[o*s + k*d]``."""
     xp = pad(x, win.pads, -np.inf)
     windows = sliding_windows(xp, win.kernel, win.stride, win.dilation, win.out)
-    return [windows[(Ellipsis, *k)] for k in win.offsets()]
+    return [windows[(Ellipsis,) + k] for k in win.offsets()]
 
 
 def _max_of(cells: list[np.ndarray]) -> np.ndarray:
@@ -187,7 +187,7 @@ def max_pool_backward(dy: np.ndarray, cache: MaxPoolCache) -> tuple[np.ndarray]:
     arg, win, padded_shape, dtype, _ = max_pool_argmax(cache)
     dxp = np.zeros(padded_shape, dtype=dtype)
     for flat, k in enumerate(win.offsets()):
-        target = dxp[(Ellipsis, *win.offset_slices(k))]
+        target = dxp[(Ellipsis,) + win.offset_slices(k)]
         np.add(target, dy, out=target, where=arg == flat)  # overlapping windows add up
     return (np.ascontiguousarray(unpad(dxp, win.pads)),)
 
@@ -244,7 +244,7 @@ def avg_pool_forward(
     windows = sliding_windows(pad(x, win.pads, 0.0), win.kernel, win.stride, win.dilation, win.out)
     total = np.zeros((*x.shape[:2], *win.out), dtype=x.dtype)
     for k in win.offsets():
-        total += windows[(Ellipsis, *k)]
+        total += windows[(Ellipsis,) + k]
     user_pad = tuple(lo for lo, _ in win.pads)
     divisor = _avg_divisor(
         x.shape[2:], win.kernel, win.stride, user_pad, win.out, count_include_pad, x.dtype

@@ -40,7 +40,7 @@ def kl_sparsity_backward(dy: np.ndarray | float, cache: tuple) -> tuple[np.ndarr
     return (np.array(da),)
 
 
-def _check(a: object, rho: object, beta: object) -> None:
+def _check(a: object, rho: float, beta: float) -> None:
     """Public entry point: a float (N, H) array strictly inside (0, 1), ρ in (0, 1), β >= 0."""
     name = "kl_sparsity_forward"
     if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):

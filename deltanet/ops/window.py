@@ -101,7 +101,7 @@ def output_size(
 
 
 def resolve_padding(
-    padding: int | str | Sequence,
+    padding: int | str | Sequence[int] | Sequence[Sequence[int]],
     spatial: Sequence[int],
     kernel: Sequence[int],
     stride: Sequence[int],
@@ -132,12 +132,13 @@ def resolve_padding(
         and len(tuple(padding)) == ndim
         and all(isinstance(p, (tuple, list)) for p in padding)
     ):
-        pairs = tuple(as_tuple(p, 2, "padding pair") for p in padding)
+        pairs = [as_tuple(p, 2, "padding pair") for p in padding]
     else:
-        pairs = tuple((p, p) for p in as_tuple(padding, ndim, "padding"))
+        # ints, or pairs of the wrong count that as_tuple rejects (no type tells them apart)
+        pairs = [(p, p) for p in as_tuple(padding, ndim, "padding")]  # type: ignore[arg-type]
     if any(lo < 0 or hi < 0 for lo, hi in pairs):
         raise ValueError(f"padding must be non-negative. Received: {padding!r}.")
-    return pairs
+    return tuple((lo, hi) for lo, hi in pairs)  # as_tuple made each pair two ints
 
 
 def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
@@ -148,7 +149,7 @@ def pad(x: np.ndarray, pads: Pads, value: float = 0.0) -> np.ndarray:
     lead = x.shape[: x.ndim - len(pads)]
     spatial = x.shape[x.ndim - len(pads) :]
     out = np.full((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pads))), value, x.dtype)
-    out[(Ellipsis, *(slice(lo, lo + n) for n, (lo, _) in zip(spatial, pads)))] = x
+    out[(Ellipsis,) + tuple(slice(lo, lo + n) for n, (lo, _) in zip(spatial, pads))] = x
     return out
 
 
@@ -193,5 +194,5 @@ def window_adjoint(dwin: np.ndarray, win: Window, dxp: np.ndarray) -> np.ndarray
     """
     lead = (slice(None),) * (dxp.ndim - len(win.kernel))
     for k in win.offsets():
-        dxp[lead + win.offset_slices(k)] += dwin[(Ellipsis, *k)]
+        dxp[lead + win.offset_slices(k)] += dwin[(Ellipsis,) + k]
     return dxp
