@@ -9,7 +9,6 @@ cache is an ``ops.conv.ConvCache`` whose ``path`` says which; ``conv_backward`` 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,35 +21,21 @@ from deltanet.ops.conv import (
     ConvPath,
     ConvTransposeCache,
     apply_weights,
+    backward_data,
     bias_grad,
-    bmm,
     conv_transpose_window,
     conv_window,
+    grouped_im2col,
     to_gemm,
+    weight_grad,
 )
-from deltanet.ops.window import Window, unpad
+from deltanet.ops.window import unpad
 
-# --- the GEMM steps of ops/conv.py with the fast window copies and products ------------------
-
-
-def _im2col(x: np.ndarray, win: Window, groups: int) -> np.ndarray:
-    """``x (N, C, *in)`` -> ``cols (G, C/G * K, N*P)`` (``ops.conv._im2col``)."""
-    return im2col(x, win).reshape(groups, -1, x.shape[0] * math.prod(win.out))
-
-
-def _backward_data(
-    dyg: np.ndarray, w: np.ndarray, win: Window, padded_shape: Sequence[int]
-) -> np.ndarray:
-    """``dyg (G, C_out/G, N*P)`` -> ``dx`` (``ops.conv._backward_data``)."""
-    g = dyg.shape[0]
-    dcols = bmm(w.reshape(g, w.shape[0] // g, -1).transpose(0, 2, 1), dyg)
-    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
-    col2im(dcols.reshape(-1, dcols.shape[-1]), win, dxp)
-    return unpad(dxp, win.pads)
+# --- ops/conv.py's steps run with the fast window copies (passed in); the weight gradient's --
 
 
 def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
-    """``∂L/∂W = δy · colsᵀ`` (``ops.conv._weight_grad``).
+    """``∂L/∂W = δy · colsᵀ`` (``ops.conv.weight_grad``), with the thin products for one group.
 
     With one group ``dyg`` may also be δy as the layer holds it, ``(N, C_out, P)``.
     """
@@ -58,7 +43,7 @@ def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> n
         # computed transposed, cols δyᵀ, which BLAS runs faster; the compiled dot products
         # read a sample-major δy in place
         return matmul_nt(cols[0], dyg).T.reshape(w_shape)
-    return bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
+    return weight_grad(dyg, cols, w_shape)
 
 
 # --- convolution -----------------------------------------------------------------------------
@@ -81,7 +66,7 @@ def conv_forward(
     elif path is ConvPath.CHUNKED:
         y, saved = conv_chunked.forward(x, w, b, win), x  # windows laid out again in backward
     else:
-        saved = _im2col(x, win, groups)
+        saved = grouped_im2col(x, win, groups, im2col)
         y = apply_weights(w, saved, b, x.shape[0], win.out)
     padded_shape = win.padded_shape(x.shape)
     return y, ConvCache(saved, w, b is not None, win, padded_shape, groups, path)
@@ -104,7 +89,7 @@ def conv_backward(
     dx = None
     if input_grad:
         dyg = to_gemm(dy, groups)
-        dx = _backward_data(dyg, w, win, padded_shape)
+        dx = backward_data(dyg, w, win, padded_shape, col2im)
     elif groups == 1:  # a first layer: the weight gradient reads δy in place, no GEMM layout
         dyg = dy.reshape(*dy.shape[:2], -1)
     else:
@@ -130,7 +115,7 @@ def conv_transpose_forward(
         x, w, stride, padding, output_padding, dilation, groups
     )
     xg = to_gemm(x, groups)
-    y = _backward_data(xg, w, win, padded_shape)
+    y = backward_data(xg, w, win, padded_shape, col2im)
     if b is not None:
         y = y + b.reshape(-1, *(1,) * len(win.kernel))
     return y, ConvTransposeCache(xg, x.shape, w, b is not None, win)
@@ -141,7 +126,7 @@ def conv_transpose_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """``ops.conv.conv_transpose_backward`` with the fast window copies and products."""
     xg, x_shape, w, has_bias, win = cache
-    cols = _im2col(dy, win, xg.shape[0])
+    cols = grouped_im2col(dy, win, xg.shape[0], im2col)
     dx = apply_weights(w, cols, None, x_shape[0], win.out) if input_grad else None
     dw = _weight_grad(xg, cols, w.shape)
     return dx, dw, bias_grad(dy) if has_bias else None

@@ -12,14 +12,16 @@ convolutions run without a Python loop over groups or channels. This is the refe
 
 The transposed convolution is the adjoint of the convolution: its forward pass is the
 convolution's backward pass with respect to the input, and its backward pass for the input is a
-plain convolution, so both ops share the same three private GEMM steps.
+plain convolution, so both ops share the same three GEMM steps (``grouped_im2col``,
+``backward_data``, ``weight_grad``). ``deltanet.fast.conv`` runs the same steps with its compiled
+window copies, passed in as ``im2col`` and ``col2im``.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -103,7 +105,12 @@ def bias_grad(dy: np.ndarray) -> np.ndarray:
     return dy.sum(axis=0).reshape(dy.shape[1], -1).sum(axis=1)
 
 
-def _im2col(x: np.ndarray, win: Window, groups: int) -> np.ndarray:
+def grouped_im2col(
+    x: np.ndarray,
+    win: Window,
+    groups: int,
+    im2col: Callable[[np.ndarray, Window], np.ndarray] = im2col,
+) -> np.ndarray:
     """The windows of the padded ``x (N, C, *in)`` as ``cols (G, C/G * K, N*P)`` (one copy).
 
     ``im2col`` lays them out as ``(C, *k, N, *out)``; the groups split the channels, so each
@@ -112,10 +119,14 @@ def _im2col(x: np.ndarray, win: Window, groups: int) -> np.ndarray:
     return im2col(x, win).reshape(groups, -1, x.shape[0] * math.prod(win.out))
 
 
-def _backward_data(
-    dyg: np.ndarray, w: np.ndarray, win: Window, padded_shape: Sequence[int]
+def backward_data(
+    dyg: np.ndarray,
+    w: np.ndarray,
+    win: Window,
+    padded_shape: Sequence[int],
+    col2im: Callable[[np.ndarray, Window, np.ndarray], None] = col2im,
 ) -> np.ndarray:
-    """Adjoint of ``_im2col`` then ``apply_weights``: ``dyg (G, C_out/G, N*P)`` -> ``dx``."""
+    """Adjoint of ``grouped_im2col`` then ``apply_weights``: ``dyg (G, C_out/G, N*P)`` -> ``dx``."""
     g = dyg.shape[0]
     # δcols = Wᵀ δy: (G, C_g*K, C_out/G) @ (G, C_out/G, N*P)
     dcols = bmm(w.reshape(g, w.shape[0] // g, -1).transpose(0, 2, 1), dyg)
@@ -126,7 +137,7 @@ def _backward_data(
     return unpad(dxp, win.pads)
 
 
-def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
+def weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
     """``∂L/∂W = δy · colsᵀ``: ``(G, C_out/G, N*P) @ (G, N*P, C_g*K)``, summed over batch and P."""
     return bmm(dyg, cols.transpose(0, 2, 1)).reshape(w_shape)
 
@@ -176,7 +187,7 @@ def conv_forward(
     ``out = floor((in + lo + hi - d*(k-1) - 1) / s) + 1``; cache for ``conv_backward``.
     """
     win = conv_window(x, w, stride, padding, dilation, groups)
-    cols = _im2col(x, win, groups)  # (G, C_g*K, N*P): one GEMM per group
+    cols = grouped_im2col(x, win, groups)  # (G, C_g*K, N*P): one GEMM per group
     y = apply_weights(w, cols, b, x.shape[0], win.out)
     padded_shape = win.padded_shape(x.shape)
     return y, ConvCache(cols, w, b is not None, win, padded_shape, groups, ConvPath.GEMM)
@@ -201,9 +212,9 @@ def conv_backward(
     dyg = to_gemm(dy, groups)
     # δx = δy ⊛ rot180(w) (full convolution), computed as its adjoint form:
     #      δcols = Wᵀ δy, scattered back onto the windows they came from (col2im), unpadded
-    dx = _backward_data(dyg, w, win, padded_shape) if input_grad else None
+    dx = backward_data(dyg, w, win, padded_shape) if input_grad else None
     # ∂L/∂w = x ⋆ δy: the correlation of the input windows with δy, i.e. δy · colsᵀ
-    dw = _weight_grad(dyg, cols, w.shape)
+    dw = weight_grad(dyg, cols, w.shape)
     return dx, dw, db
 
 
@@ -270,7 +281,7 @@ def conv_transpose_forward(
     # the convolution's backward pass for the input (the padded tail that output_padding adds
     # and no window reaches stays zero)
     xg = to_gemm(x, groups)
-    y = _backward_data(xg, w, win, padded_shape)
+    y = backward_data(xg, w, win, padded_shape)
     if b is not None:
         y = y + b.reshape(-1, *(1,) * len(win.kernel))
     return y, ConvTransposeCache(xg, x.shape, w, b is not None, win)
@@ -287,10 +298,10 @@ def conv_transpose_backward(
     xg, x_shape, w, has_bias, win = cache
     # δx = A δy: a plain convolution of δy with w (w's layout is already the conv layout of A),
     # keeping only the windows that exist in x (more can fit when output_padding >= stride)
-    cols = _im2col(dy, win, xg.shape[0])
+    cols = grouped_im2col(dy, win, xg.shape[0])
     dx = apply_weights(w, cols, None, x_shape[0], win.out) if input_grad else None
     # ∂L/∂w: A's weight gradient with the roles swapped: x plays δy, δy plays A's input
-    dw = _weight_grad(xg, cols, w.shape)
+    dw = weight_grad(xg, cols, w.shape)
     # ∂L/∂b = Σ_{n, p} δy[n, :, p]
     db = bias_grad(dy) if has_bias else None
     return dx, dw, db
