@@ -31,7 +31,7 @@ from deltanet.ops.conv import (
 )
 from deltanet.ops.window import unpad
 
-# --- ops/conv.py's steps run with the fast window copies (passed in); the weight gradient's --
+# --- the weight gradient with the thin products (the other steps are ops/conv.py's) ----------
 
 
 def _weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np.ndarray:
