@@ -35,7 +35,8 @@ from deltanet.binary.popcount import (
 from deltanet.layers.base import Layer
 from deltanet.layers.registry import register_layer
 from deltanet.layers.validate import check_input, conv_padding, float_dtype, int_tuple, positive_int
-from deltanet.ops.window import output_size, resolve_padding, sliding_windows
+from deltanet.ops.conv import conv_geometry
+from deltanet.ops.window import Pads, sliding_windows
 
 # --- the count ops ------------------------------------------------------------------------------
 
@@ -58,19 +59,16 @@ def conv_weight_words(stored: np.ndarray, c_g: int, k_pos: int) -> np.ndarray:
     return pack_bits(bits)
 
 
-def conv_geometry(
+def checked_geometry(
     spatial: Sequence[int],
     kernel: Sequence[int],
     stride: Sequence[int],
     padding: int | str | Sequence,
     dilation: Sequence[int],
-) -> tuple[tuple, tuple[int, ...]]:
-    """``(pads, out)``: the ``(lo, hi)`` pads and the output size, as ``conv_forward``."""
-    pads = resolve_padding(padding, spatial, kernel, stride, dilation)
-    out = tuple(
-        output_size(i, k, s, lo, hi, d)
-        for i, k, s, (lo, hi), d in zip(spatial, kernel, stride, pads, dilation)
-    )
+) -> tuple[Pads, tuple[int, ...]]:
+    """``(pads, out)``: the ``(lo, hi)`` pads and the output size (``ops.conv.conv_geometry``),
+    checked: the kernel fits the padded input."""
+    pads, out = conv_geometry(spatial, kernel, stride, padding, dilation)
     if min(out) < 1:
         raise ValueError(
             f"the kernel is larger than the padded input. Received: input size {tuple(spatial)}, "
@@ -91,7 +89,7 @@ def conv_counts(
     """x: (N, C, *in) float, w_words: (C_out, K_pos, W_c) -> (N, C_out, *out) int32 counts."""
     n, c, *spatial = x.shape
     nd, c_g, c_out = len(kernel), c // groups, w_words.shape[0]
-    pads, out = conv_geometry(spatial, kernel, stride, padding, dilation)
+    pads, out = checked_geometry(spatial, kernel, stride, padding, dilation)
     k_pos, p = math.prod(kernel), math.prod(out)
     # (N, G, *in, W_c): packed once, before the windows repeat each position K_pos times
     words = pack_channel_signs(x.reshape(n * groups, c_g, -1))
@@ -265,7 +263,7 @@ class PackedConv(_PackedBase):
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, None]:
         hyper = (self.kernel_size, self.stride, self.padding, self.dilation)
         try:
-            conv_geometry(x.shape[2:], *hyper)
+            checked_geometry(x.shape[2:], *hyper)
         except ValueError as err:
             raise ValueError(f"{self.label()}: {err}") from None
         counts = conv_counts(x, self.words(), *hyper, self.groups)

@@ -27,7 +27,14 @@ from typing import NamedTuple
 import numpy as np
 
 from deltanet.ops.im2col import col2im, im2col
-from deltanet.ops.window import Window, as_tuple, output_size, resolve_padding, unpad
+from deltanet.ops.window import (
+    Pads,
+    Window,
+    as_tuple,
+    output_size,
+    resolve_padding,
+    unpad,
+)
 
 
 class ConvPath(enum.Enum):
@@ -145,6 +152,22 @@ def weight_grad(dyg: np.ndarray, cols: np.ndarray, w_shape: Sequence[int]) -> np
 # --- convolution -----------------------------------------------------------------------------
 
 
+def conv_geometry(
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    padding: int | str | Sequence,
+    dil: Sequence[int],
+) -> tuple[Pads, tuple[int, ...]]:
+    """``padding`` as ``(lo, hi)`` pairs, and the output size (unchecked: an axis may be < 1)."""
+    pads = resolve_padding(padding, spatial, kernel, strides, dil)
+    out = tuple(
+        output_size(i, k, s, lo, hi, d)
+        for i, k, s, (lo, hi), d in zip(spatial, kernel, strides, pads, dil)
+    )
+    return pads, out
+
+
 def conv_window(
     x: np.ndarray,
     w: np.ndarray,
@@ -158,11 +181,7 @@ def conv_window(
     assert x.ndim == nd + 2 and x.shape[1] == w.shape[1] * groups and w.shape[0] % groups == 0
     kernel, spatial = tuple(w.shape[2:]), x.shape[2:]
     strides, dil = as_tuple(stride, nd, "stride"), as_tuple(dilation, nd, "dilation")
-    pads = resolve_padding(padding, spatial, kernel, strides, dil)
-    out = tuple(
-        output_size(i, k, s, lo, hi, d)
-        for i, k, s, (lo, hi), d in zip(spatial, kernel, strides, pads, dil)
-    )
+    pads, out = conv_geometry(spatial, kernel, strides, padding, dil)
     if min(out) < 1:
         raise ValueError(
             f"conv: the kernel is larger than the padded input. Received: input size "
