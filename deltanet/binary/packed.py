@@ -34,7 +34,14 @@ from deltanet.binary.popcount import (
 )
 from deltanet.layers.base import Layer
 from deltanet.layers.registry import register_layer
-from deltanet.layers.validate import check_input, conv_padding, float_dtype, int_tuple, positive_int
+from deltanet.layers.validate import (
+    check_input,
+    check_state_shape,
+    conv_padding,
+    float_dtype,
+    int_tuple,
+    positive_int,
+)
 from deltanet.ops.conv import conv_geometry
 from deltanet.ops.window import Pads, sliding_windows
 
@@ -143,12 +150,7 @@ class _PackedBase(Layer):
                 f"{self.label()}: expected buffers {sorted(mine)}. Received: {sorted(buffers)}."
             )
         for name, value in mine.items():
-            new = np.asarray(buffers[name])
-            if new.shape != value.shape:
-                raise ValueError(
-                    f"{self.label()}: {name} must have shape {value.shape}. Received: {new.shape}."
-                )
-            value[...] = new
+            value[...] = check_state_shape(self, name, value, buffers[name])
         self._words = None
 
     def set_packed(self, weight_bits: np.ndarray, scale: Any, shift: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.layers.validate import check_float_input
+from deltanet.layers.validate import check_float_input, check_state_shape
 
 
 class Parameter:
@@ -205,11 +205,7 @@ class Layer:
                 f"Missing: {missing}. Unexpected: {unexpected}."
             )
         for name, value in expected.items():
-            new = np.asarray(state[name])
-            if new.shape != value.shape:
-                raise ValueError(
-                    f"{self.label()}: {name} must have shape {value.shape}. Received: {new.shape}."
-                )
+            check_state_shape(self, name, value, state[name])
         for name, p in self.named_parameters():
             p.data[...] = state[name]
         for name, layer in self.named_layers():

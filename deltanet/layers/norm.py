@@ -21,7 +21,7 @@ import numpy as np
 
 from deltanet.layers.base import Layer, Parameter
 from deltanet.layers.registry import register_layer
-from deltanet.layers.validate import SPATIAL_NAMES, check_float_input
+from deltanet.layers.validate import SPATIAL_NAMES, check_float_input, check_state_shape
 from deltanet.ops.norm import (
     batch_norm_backward,
     batch_norm_forward,
@@ -219,14 +219,8 @@ class BatchNormND(Layer):
             )
         if not expected:
             return
-        for name in ("running_mean", "running_var"):
-            value = np.asarray(buffers[name])
-            if value.shape != (self.num_features,):
-                raise ValueError(
-                    f"{self.label()}: {name} must have shape ({self.num_features},). "
-                    f"Received: {value.shape}."
-                )
-            getattr(self, name)[...] = value
+        for name, held in zip(("running_mean", "running_var"), self._running_stats()):
+            held[...] = check_state_shape(self, name, held, buffers[name])  # (num_features,)
         self.num_batches_tracked = int(buffers["num_batches_tracked"])
 
     def get_config(self) -> dict[str, Any]:

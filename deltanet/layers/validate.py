@@ -136,3 +136,13 @@ def check_weight_dtype(layer: Layer, x: np.ndarray, weight_dtype: np.dtype) -> N
             f"{weight_dtype}. Build the layer with dtype=np.{x.dtype} or pass "
             f"x.astype(np.{weight_dtype})."
         )
+
+
+def check_state_shape(layer: Layer, name: str, held: np.ndarray, value: Any) -> np.ndarray:
+    """``value``, loaded into ``held`` (a parameter or buffer), as an array of ``held``'s shape."""
+    new = np.asarray(value)
+    if new.shape != held.shape:
+        raise ValueError(
+            f"{layer.label()}: {name} must have shape {held.shape}. Received: {new.shape}."
+        )
+    return new
