@@ -6,16 +6,7 @@ import pytest
 from deltanet import io
 from deltanet.cli import main
 from deltanet.zoo import build_model
-
-
-def tiny_arrays(n=40, seed=0):
-    """Three classes of 8x8 images, each a bright bar in its own row band, plus noise."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    x = 0.1 * rng.random((n, 1, 8, 8)).astype(np.float32)
-    for k in range(3):
-        x[y == k, 0, 2 * k + 1 : 2 * k + 3, :] += 1.0
-    return x, y
+from tests.cli.test_commands import tiny_arrays
 
 
 def run(capsys, *args):
@@ -28,7 +19,7 @@ def run(capsys, *args):
 def trained(tmp_path_factory):
     """A binary_lenet trained for one epoch on the tiny data through ``deltanet train``."""
     d = tmp_path_factory.mktemp("pack")
-    x, y = tiny_arrays()
+    x, y = tiny_arrays(40)
     np.savez(d / "tiny.npz", x=x, y=y)
     args = ["train", "--model", "binary_lenet", "--epochs", "1", "--data", d / "tiny.npz"]
     assert main([str(a) for a in [*args, "--out", d / "run"]]) == 0
@@ -46,7 +37,7 @@ def test_pack_then_evaluate_and_predict(trained, capsys):
     status, packed_out, _ = run(capsys, "evaluate", packed_file)
     assert status == 0 and "accuracy" in packed_out
     assert packed_out.splitlines()[1:] == float_out.splitlines()[1:]  # same scores
-    np.save(trained / "three.npy", tiny_arrays()[0][:3])
+    np.save(trained / "three.npy", tiny_arrays(40)[0][:3])
     status, out, _ = run(capsys, "predict", packed_file, trained / "three.npy")
     assert status == 0 and out.count("example ") == 3
     status, _, err = run(capsys, "pack", model_file, packed_file)
