@@ -167,7 +167,9 @@ class Layer:
 
     def has_parameters(self) -> bool:
         """Whether this layer or one below it owns a ``Parameter``."""
-        return next(self.named_parameters(), None) is not None
+        if self.__dict__.get("_parameters"):
+            return True
+        return any(child.has_parameters() for child in self.children())
 
     def zero_grad(self) -> None:
         for p in self.parameters():
@@ -233,7 +235,9 @@ class Layer:
         """Validate ``x``, run ``_forward`` and keep its cache for ``backward``."""
         x = self._check_input(x)
         y, cache = self._forward(x)
-        self._cache, self._y_shape = cache, y.shape
+        # never layers or parameters: set past the registries (this runs on every call)
+        object.__setattr__(self, "_cache", cache)
+        object.__setattr__(self, "_y_shape", y.shape)
         return y
 
     def backward(self, dy: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
@@ -395,6 +399,7 @@ def _is_layer_list(value: Any) -> bool:
     return (
         isinstance(value, (list, tuple))
         and len(value) > 0
+        and isinstance(value[0], Layer)  # most tuples (a cache, a shape) stop here
         and all(isinstance(v, Layer) for v in value)
     )
 

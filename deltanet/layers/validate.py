@@ -108,7 +108,7 @@ def check_float_input(layer: Layer, x: Any) -> np.ndarray:
         raise TypeError(
             f"{layer.label()}: expected a numpy.ndarray of floats. Received: {type(x).__name__}."
         )
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype.kind != "f":  # float16/32/64 (np.issubdtype says the same, ten times slower)
         raise TypeError(
             f"{layer.label()}: expected a floating-point array (float32 or float64). "
             f"Received dtype: {x.dtype}."
