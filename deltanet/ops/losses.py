@@ -33,9 +33,10 @@ def softmax_cross_entropy(
     """Cross-entropy of ``softmax(logits)`` along axis 1 against labels or probabilities.
 
     logits: (N, K, *spatial); target: integer labels (N, *spatial) in [0, K), or probabilities
-    of the logits' shape. Label smoothing as PyTorch: ``t = (1 - ε) t + ε / K``.
-    Returns (loss, dlogits) with ``dlogits = softmax(z) Σ_k t_k - t`` (``softmax(z) - t`` for a
-    distribution), divided by ``N * prod(spatial)`` for ``"mean"``.
+    of the logits' shape: non-negative, summing to 1 along axis 1 at every sample and position
+    (PyTorch would take any numbers: a silently wrong loss). Label smoothing as PyTorch:
+    ``t = (1 - ε) t + ε / K``. Returns (loss, dlogits) with ``dlogits = softmax(z) Σ_k t_k - t``
+    (``softmax(z) - t`` up to rounding), divided by ``N * prod(spatial)`` for ``"mean"``.
     """
     name = "softmax_cross_entropy"
     _check_array(name, logits, "logits", min_ndim=2)
@@ -57,6 +58,7 @@ def softmax_cross_entropy(
                 f"(or give probabilities of shape {logits.shape}). Received dtype: {target.dtype}."
             )
         t = _check_probabilities(name, target, logits, "target")
+        t = _check_distributions(name, t, target.dtype)
         if eps:
             t = t * (1 - eps) + eps / k
         loss = -(t * logp).sum(dtype=np.float64)
@@ -219,6 +221,31 @@ def _check_probabilities(
             f"Received: min {target.min()}, max {target.max()}."
         )
     return target
+
+
+def _check_distributions(name: str, t: np.ndarray, given: np.dtype) -> np.ndarray:
+    """Soft targets ``t (N, K, *spatial)``: non-negative, each distribution over axis 1 summing
+    to 1 within a tolerance that grows with K and the epsilon of the coarser of ``t``'s dtype and
+    the ``given`` one (float32 targets cast to float64 keep their rounding)."""
+    if t.size == 0:
+        return t
+    k = t.shape[1]
+    eps = max(float(np.finfo(d).eps) for d in (t.dtype, given) if d.kind == "f")
+    tol = max(eps**0.5, 4 * k * eps)
+    sums = t.sum(axis=1, dtype=np.float64)
+    bad = (t < 0).any(axis=1) | (np.abs(sums - 1) > tol)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        row = t[(first[0], slice(None), *first[1:])]
+        where = f"row {first[0]}" + (f" at position {first[1:]}" if first[1:] else "")
+        raise ValueError(
+            f"{name}: target probabilities must be non-negative and sum to 1 along axis 1 "
+            f"(within {tol:.1e}); {np.count_nonzero(bad)} of {bad.size} distributions do not. "
+            f"First: {where}, sum {sums[first]:.6g}, min {row.min():.6g}: "
+            f"{np.array2string(row, threshold=12)}. "
+            "Give integer labels, or normalise the rows (t / t.sum(axis=1, keepdims=True))."
+        )
+    return t
 
 
 # --- losses by name (fit, evaluate and the command line take a name) --------------------------

@@ -88,17 +88,20 @@ def test_softmax_ce_torch_parity(kind, smoothing, reduction, dtype):
     np.testing.assert_allclose(dz, tz.grad.numpy(), **TOL[dtype])
 
 
-def test_softmax_ce_unnormalised_targets_torch_parity():
-    """PyTorch accepts targets that do not sum to 1: the gradient is p Σ_k t_k - t."""
-    torch = torch_or_skip()
+def test_softmax_ce_refuses_targets_that_are_not_distributions():
+    """PyTorch takes any numbers as soft targets (a silently wrong loss); deltanet refuses."""
     z = _logits((4, 3))
     t = np.random.default_rng(3).uniform(0, 2, (4, 3))
-    loss, dz = softmax_cross_entropy(z, t)
-    tz = torch.tensor(z, requires_grad=True)
-    tloss = torch.nn.functional.cross_entropy(tz, torch.tensor(t))
-    tloss.backward()
-    assert loss == pytest.approx(tloss.item(), rel=1e-10)
-    np.testing.assert_allclose(dz, tz.grad.numpy(), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match=r"sum to 1 along axis 1.*4 of 4 .*First: row 0, sum"):
+        softmax_cross_entropy(z, t)
+    t = _probs((4, 3))
+    t[2] = [1.2, -0.2, 0.0]  # sums to 1, but a negative "probability"
+    with pytest.raises(ValueError, match=r"1 of 4 distributions.*row 2, sum 1, min -0.2"):
+        softmax_cross_entropy(z, t)
+    # float32 rounding of a distribution is not an error, for float64 logits too
+    t32 = _probs((4, 1000), np.float32)
+    softmax_cross_entropy(_logits((4, 1000)), t32)
+    softmax_cross_entropy(_logits((4, 1000), np.float32), t32)
 
 
 def test_softmax_ce_gradient_is_softmax_minus_onehot():
