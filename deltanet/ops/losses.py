@@ -236,7 +236,7 @@ def _check_distributions(name: str, t: np.ndarray, given: np.dtype) -> np.ndarra
     bad = (t < 0).any(axis=1) | (np.abs(sums - 1) > tol)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        row = t[(first[0], slice(None), *first[1:])]
+        row = np.moveaxis(t, 1, -1)[first]  # the K values of that distribution
         where = f"row {first[0]}" + (f" at position {first[1:]}" if first[1:] else "")
         raise ValueError(
             f"{name}: target probabilities must be non-negative and sum to 1 along axis 1 "
