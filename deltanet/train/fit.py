@@ -75,8 +75,10 @@ def fit(
 ) -> History:
     """Train ``model`` on ``train_data = (x (N, ...), y (N,))`` for ``epochs`` epochs.
 
-    Returns the History (``history.history["loss"]``, ...). ``seed`` seeds the shuffling
-    Generator: the same seed and model give bit-identical weights. ``resume_from``: a
+    Returns the History (``history.history["loss"]``, ...). ``optimizer`` updates this model's
+    parameters (all, or some: the others stay fixed); one holding another model's is refused,
+    before anything runs. ``seed`` seeds the shuffling Generator: the same seed and model give
+    bit-identical weights. ``resume_from``: a
     checkpoint of ``ModelCheckpoint``; training continues after its epoch as if never stopped.
     ``distributed``: data-parallel over the MPI ranks (module docstring); ``batch_size`` is the
     global batch. ``sync_batch_norm``: batch norm with the statistics of the global batch
@@ -144,10 +146,37 @@ def _check_fit_args(model: Any, loss: Any, optimizer: Any, train_data: Any, val_
         raise TypeError(f"fit: model must be a deltanet Layer. Received: {type(model).__name__}.")
     if not hasattr(optimizer, "step") or not hasattr(optimizer, "lr"):
         raise TypeError(f"fit: optimizer must be a deltanet Optimizer. Received: {optimizer!r}.")
+    _check_optimizer_params(model, optimizer)
     loss_fn = resolve_loss(loss)
     train = _check_pair("fit", train_data, "train_data")
     val = None if val_data is None else _check_pair("fit", val_data, "validation_data")
     return loss_fn, train, val
+
+
+def _check_optimizer_params(model: Layer, optimizer: Any) -> None:
+    """The optimizer must update this model's parameters (compared by identity), no others.
+
+    A subset is allowed (the parameters it does not hold stay fixed), but not none of them.
+    """
+    held = getattr(optimizer, "params", None)
+    if held is None:  # a duck-typed optimizer that does not list its parameters
+        return
+    own = {id(p): name for name, p in model.named_parameters()}
+    foreign = sum(id(p) not in own for p in held)
+    shared = len(held) - foreign
+    if foreign:
+        raise ValueError(
+            f"fit: {foreign} of the optimizer's {len(held)} parameters are not this model's "
+            f"(it holds {shared} of the model's {len(own)}): it was built for another model"
+            f"{' (in part)' if shared else ''}, and its steps would not train this one. Build it "
+            f"from this model: {type(optimizer).__name__}(model.parameters(), ...)."
+        )
+    if own and not shared:
+        raise ValueError(
+            f"fit: the optimizer holds none of the model's {len(own)} parameters: training "
+            f"would change nothing. Build it from this model: "
+            f"{type(optimizer).__name__}(model.parameters(), ...)."
+        )
 
 
 def _arrange_callbacks(
