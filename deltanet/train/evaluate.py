@@ -34,6 +34,16 @@ def check_xy(where: str, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndar
     return x, y.astype(np.int64, copy=False)
 
 
+def check_finite(where: str, x: np.ndarray) -> None:
+    """Every value of the float array ``x`` finite; the message is ``validate_arrays``'s."""
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(
+            f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
+            f"({np.count_nonzero(~np.isfinite(x))} non-finite values)."
+        )
+
+
 def check_int(where: str, arg: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{where}: {arg} must be an int. Received: {value!r}.")
@@ -116,9 +126,11 @@ def evaluate_batches(
 def predict(model: Layer, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Classes (N,) int64 and probabilities (N, K): softmax of the logits (sigmoid for K = 1).
 
-    Runs in eval mode and restores the mode.
+    Runs in eval mode and restores the mode. Non-finite values in ``x`` are refused, as
+    ``evaluate`` refuses them (a NaN would come back as class 0 with NaN probabilities).
     """
     batch_size = _check_batch_args("predict", model, x, batch_size)
+    check_finite("predict", x)
     classes, probs = [], []
     with mode(model, False):
         for start in range(0, len(x), batch_size):
