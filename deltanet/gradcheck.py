@@ -5,10 +5,17 @@ against ``(f(θ + ε) - f(θ - ε)) / 2ε``, and reports, per input and per para
 difference ``||num - ana|| / ||num + ana||`` (the classic exercise's measure; below 1e-9 means
 the backward pass is right) and the largest absolute error. For big tensors the directional mode
 compares one random direction ``v`` instead: ``(f(θ + εv) - f(θ - εv)) / 2ε`` against ``ana · v``.
+
+Layers whose ``straight_through`` attribute is true (the quantized layers of ``deltanet.binary``)
+have, by design, a backward pass that is not the derivative of their forward: sign and rounding
+have derivative 0 almost everywhere, and the straight-through estimator passes the gradient of a
+surrogate instead. The rows such a layer reaches (its own and every one before it) are marked,
+and the report says in words that their failure is expected.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +57,7 @@ class GradcheckRow:
     shape: tuple[int, ...]
     rel_diff: float
     max_abs_err: float
+    straight_through: bool = False  # a straight-through estimator lies on its gradient's path
 
 
 @dataclass
@@ -59,6 +67,7 @@ class GradcheckReport:
     rows: list[GradcheckRow] = field(default_factory=list)
     tol: float = 1e-7
     directional: bool = False
+    straight_through: list[str] = field(default_factory=list)  # those layers, e.g. "2 (QConv2D)"
 
     @property
     def max_rel_diff(self) -> float:
@@ -68,21 +77,45 @@ class GradcheckReport:
     def ok(self) -> bool:
         return self.max_rel_diff < self.tol
 
+    @property
+    def exact_rows_ok(self) -> bool:
+        """``ok`` over the rows that no straight-through estimator reaches."""
+        return all(r.rel_diff < self.tol for r in self.rows if not r.straight_through)
+
     def __str__(self) -> str:
         mode = "directional" if self.directional else "elementwise"
         lines = [f"gradcheck ({mode}, float64 central differences)"]
         width = max((len(r.name) for r in self.rows), default=4)
         lines.append(f"{'name':<{width}}  {'shape':<16}  {'rel diff':>10}  {'max abs err':>11}")
         for r in self.rows:
-            shape = str(r.shape)
+            name, shape = r.name + ("*" if r.straight_through else ""), str(r.shape)
             lines.append(
-                f"{r.name:<{width}}  {shape:<16}  {r.rel_diff:>10.3e}  {r.max_abs_err:>11.3e}"
+                f"{name:<{width + 1}} {shape:<16}  {r.rel_diff:>10.3e}  {r.max_abs_err:>11.3e}"
             )
         verdict = "OK" if self.ok else "FAILED"
         lines.append(
             f"{verdict}: max relative difference {self.max_rel_diff:.3e} (tol {self.tol:g})"
         )
-        return "\n".join(lines)
+        return "\n".join(lines + self._straight_through_note())
+
+    def _straight_through_note(self) -> list[str]:
+        if not self.straight_through:
+            return []
+        rest = [r.rel_diff for r in self.rows if not r.straight_through]
+        after = "No row lies after them."
+        if rest:
+            verdict = "OK" if self.exact_rows_ok else "FAILED (a real disagreement)"
+            after = f"The rows after them: {verdict}, max relative difference {max(rest):.3e}."
+        note = (
+            f"* Straight-through estimator: layers {', '.join(self.straight_through)} quantize "
+            "in the forward pass, and their backward pass is, by design, not the derivative of "
+            "the forward (sign and rounding have derivative 0 almost everywhere) but the "
+            "gradient of a surrogate (hardtanh, clip). The rows marked * (those layers and every "
+            f"one before them) are expected to FAIL. {after} To check the hand-derived backward "
+            "of the rest, check the float model: the same layers with act_bit=32 and "
+            "weight_bit=32."
+        )
+        return textwrap.wrap(note, 100, subsequent_indent="  ")
 
 
 def _compare(name, arr, analytic, f, eps, directional, rng, numerics=None) -> GradcheckRow:
@@ -228,4 +261,22 @@ def _check_layer(layer, x, target_values, loss, l2, eps, directional, check_inpu
         report.rows.append(
             GradcheckRow("all parameters", (num.size,), relative_difference(num, ana), err)
         )
+    _mark_straight_through(layer, report, check_inputs)
     layer.train(was_training)
+
+
+def _mark_straight_through(model: Layer, report: GradcheckReport, check_inputs: bool) -> None:
+    """Flag the rows at or before (the layer tree's pre-order) the last straight-through layer."""
+    order = {name: i for i, (name, _) in enumerate(model.named_layers())}
+    ste = [(name, l) for name, l in model.named_layers() if getattr(l, "straight_through", False)]
+    if not ste:
+        return
+    report.straight_through = [f"{n or 'the model'} ({type(l).__name__})" for n, l in ste]
+    last = max(order[name] for name, _ in ste)
+    params = report.rows[int(check_inputs) :]
+    for row in params:
+        row.straight_through = row.name == "all parameters" or (
+            order.get(row.name.rpartition(".")[0], last) <= last
+        )
+    if check_inputs:
+        report.rows[0].straight_through = True

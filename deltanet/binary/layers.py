@@ -73,6 +73,12 @@ class QActivation(Layer):
             )
         self.approx = approx
 
+    @property
+    def straight_through(self) -> bool:
+        """Whether the backward pass is a straight-through estimator, not the derivative of the
+        forward (below 32 bits: ``deltanet.gradcheck`` says its rows differ by design)."""
+        return self.act_bit < 32
+
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         if self.approx:
             return approx_sign_forward(x)
@@ -99,6 +105,12 @@ class _Quantized:
         self.act_bit = _check_bits(where, "act_bit", act_bit)
         self.weight_bit = _check_bits(where, "weight_bit", weight_bit)
         self.scaling = _check_scaling(where, scaling)
+
+    @property
+    def straight_through(self) -> bool:
+        """Whether the backward pass is a straight-through estimator, not the derivative of the
+        forward: inputs or weights below 32 bits (see ``QActivation.straight_through``)."""
+        return self.act_bit < 32 or self.weight_bit < 32
 
     @property
     def is_binary(self) -> bool:
