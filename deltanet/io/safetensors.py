@@ -14,6 +14,7 @@ of loading with garbage after the last tensor).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -23,6 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from deltanet.io.formats import identify
 
 MAX_HEADER_BYTES = 100_000_000  # the reference implementation's limit
 MAX_NDIM = 64  # NumPy's limit on the number of axes
@@ -82,7 +85,8 @@ def atomic_write(path: PathLike, write) -> None:
 
     The data is flushed and fsynced before ``os.replace`` and the directory is fsynced after,
     so a crash leaves either the old file or the new one, never a mix. On any error the
-    temporary file is removed and an existing ``path`` is left untouched.
+    temporary file is removed and an existing ``path`` is left untouched. An ``OSError`` (no
+    such directory, permission denied, disk full) names ``path``, never the temporary file.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -90,18 +94,40 @@ def atomic_write(path: PathLike, write) -> None:
     # The writer's pid in the name lets a later write recognise a temp file left by a kill.
     name = f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     tmp = os.path.join(directory, name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as err:
+        raise _write_error(err, path, tmp) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as err:
+        try:
             os.remove(tmp)
+        except OSError:
+            pass  # already gone (replaced), or a later write removes it (_remove_stale_temps)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # not the caller's own
+            raise _write_error(err, path, tmp) from None
         raise
     _fsync_directory(directory)
+
+
+def _write_error(err: OSError, path: str, tmp: str) -> OSError:
+    """``err`` as the user sees it: about ``path`` (the temporary file is ours, not theirs)."""
+    if err.errno is None:  # no errno: keep the text, with the user's path for the temp's
+        return OSError(f"cannot write {path!r}: {str(err).replace(tmp, path)}")
+    reason = err.strerror or os.strerror(err.errno)
+    directory = os.path.dirname(path) or "."
+    if not os.path.exists(directory):
+        reason += f" (the directory {directory!r} does not exist)"
+    elif not os.path.isdir(directory):
+        reason += f" ({directory!r} is a file, not a directory)"
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        reason += f" (no permission to create a file in {directory!r})"
+    return OSError(err.errno, f"cannot write {path!r}: {reason}")  # its subclass, by errno
 
 
 def _remove_stale_temps(directory: str, base: str) -> None:
@@ -195,6 +221,9 @@ def read_safetensors(path: PathLike) -> tuple[dict[str, np.ndarray], dict[str, s
             raise FormatError(f"{where}: not a safetensors file: {size} bytes, fewer than 8.")
         (n,) = struct.unpack("<Q", f.read(8))
         if n > MAX_HEADER_BYTES:
+            what = identify(path)  # another format's first bytes read as a length are absurd
+            if what is not None:
+                raise FormatError(f"{where}: not a safetensors file: it is {what}")
             raise FormatError(f"{where}: header length {n} exceeds {MAX_HEADER_BYTES} bytes.")
         if n > size - 8:
             raise FormatError(
