@@ -128,12 +128,9 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     """Model, optimizer state and config, and user metadata saved by ``save``."""
     where = os.fspath(path)
     tensors, meta = read_safetensors(path)
-    model_state, optim_state = _split(where, tensors)
     if "architecture" not in meta:
-        raise FormatError(
-            f"{where}: not a deltanet model file: its metadata has no 'architecture' "
-            "(read plain tensor files with read_safetensors)."
-        )
+        raise FormatError(f"{where}: not a deltanet model file: {_no_architecture(where, tensors)}")
+    model_state, optim_state = _split(where, tensors)
     if optim_state and "optimizer" not in meta:
         raise FormatError(f"{where}: optimizer tensors without an 'optimizer' config.")
     optimizer_config = _loads_object(where, meta, "optimizer") if "optimizer" in meta else None
@@ -141,6 +138,23 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     model = _build_model(where, _loads(where, meta, "architecture"), model_state)
     optimizer_state = None if optimizer_config is None else optim_state
     return Checkpoint(model, optimizer_state, optimizer_config, user)
+
+
+def _no_architecture(where: str, tensors: dict[str, np.ndarray]) -> str:
+    """Why a safetensors file without deltanet's metadata cannot load, and what to do."""
+    names = list(tensors)
+    if names and not any(n.startswith((MODEL_PREFIX, OPTIM_PREFIX)) for n in names):
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        return (
+            f"its {len(names)} tensors ({shown:.200}) have no architecture with them: a PyTorch "
+            "state dict (safetensors.torch.save_file, or deltanet.save_torch_weights)? Build the "
+            "same architecture in deltanet (deltanet.zoo.build_model or your layers) and load "
+            f"them with deltanet.load_torch_weights(model, {where!r})."
+        )
+    return (
+        "its metadata has no 'architecture' (read plain tensor files with read_safetensors; a "
+        "PyTorch state dict loads into a deltanet model with deltanet.load_torch_weights)."
+    )
 
 
 def _split(where: str, tensors: dict[str, np.ndarray]) -> tuple[dict, dict]:
