@@ -41,6 +41,7 @@ def load_torch_weights(model: Layer, path: str | os.PathLike) -> dict[str, str]:
     model is changed only once everything matched.
     """
     _check_model("load_torch_weights", model)
+    _check_unpacked("load_torch_weights", model, "Load the weights into the unpacked model")
     where = os.fspath(path)
     tensors, _ = read_safetensors(path)
     mapping = match_state(model, tensors, where)
@@ -63,6 +64,7 @@ def save_torch_weights(
     Returns ``{torch_name: deltanet_name}``.
     """
     _check_model("save_torch_weights", model)
+    _check_unpacked("save_torch_weights", model, "Export the unpacked model")
     state = model.state_dict()
     if template is None:
         tensors = {name: np.asarray(value, order="C") for name, value in state.items()}
@@ -163,6 +165,21 @@ def _cast(where: str, name: str, value: np.ndarray, dtype: np.dtype) -> np.ndarr
     if not same_kind or value.dtype == np.bool_:
         raise FormatError(f"{where}: tensor {name!r}: expected {dtype}. Received: {value.dtype}.")
     return np.asarray(value.astype(dtype, copy=False), order="C")  # keeps 0-d arrays 0-d
+
+
+def _check_unpacked(where: str, model: Layer, instead: str) -> None:
+    """Bit-packed layers (they define ``set_packed``) hold tensors no PyTorch module has."""
+    packed = [(name, layer) for name, layer in model.named_layers() if hasattr(layer, "set_packed")]
+    if packed:
+        name, layer = packed[0]
+        leaves = ", ".join(repr(k) for k in layer.buffers())
+        raise ValueError(
+            f"{where}: layer {name or '(top)'} ({type(layer).__name__}) is bit-packed (one of "
+            f"{len(packed)}): it holds {leaves}, tensors no PyTorch module has (packed layers "
+            f"are deltanet's inference format, with no PyTorch counterpart). {instead}: the "
+            "model before deltanet.binary.pack / `deltanet pack` (its quantized layers hold "
+            "float weights, as nn.Linear and nn.Conv2d)."
+        )
 
 
 def _check_model(where: str, model: object) -> None:
