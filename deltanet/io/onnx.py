@@ -84,7 +84,13 @@ def export_onnx(model: Layer, path: str | os.PathLike, input_shape: Sequence[int
     shape = _check_shape(input_shape)
     graph = Graph()
     with mode(model, training=False):  # dropout off, running statistics, while tracing shapes
-        out, out_shape = graph.add(model, "", "input", (1, *shape))
+        try:
+            out, out_shape = graph.add(model, "", "input", (1, *shape))
+        except ValueError as err:  # a layer's message shows the batch of 1 the trace adds
+            raise ValueError(
+                f"export_onnx: tracing input_shape {shape} (one example; traced as a batch of "
+                f"one, {(1, *shape)}) failed: {err}"
+            ) from err
     dims = lambda s: ["batch", *s[1:]]  # noqa: E731 - the batch axis stays symbolic
     graph.node("Identity", [out], "output")
     proto = helper.make_graph(
