@@ -225,6 +225,18 @@ def _torch_state_dict(path: Path) -> Path:
     return path
 
 
+def _hdf5(path: Path) -> Path:
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(504))  # the HDF5 signature, then a superblock
+    return path
+
+
+def _keras_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n")
+    return path
+
+
 def _json(path: Path) -> Path:
     path.write_text('{"input_shape": [4], "epochs": 3}\n')
     return path
@@ -239,6 +251,8 @@ FOREIGN = {
     "data.npz": (_npz, "a NumPy archive (.npz)", "--data FILE.npz"),
     "torch.safetensors": (_torch_state_dict, "a PyTorch state dict", "load_torch_weights"),
     "run.json": (_json, "a JSON text file", "deltanet.save"),
+    "model.h5": (_hdf5, "an HDF5 file", "deltanet.save"),
+    "model.keras": (_keras_zip, "a zip archive", "deltanet.save"),
 }
 
 
