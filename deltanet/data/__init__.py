@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 
 from deltanet.data.dataset import (
+    MAX_CLASSES,
     SPLIT_SEED,
+    DataNote,
     Dataset,
+    count_classes,
     data_root,
     split_indices,
     train_val_split,
@@ -25,10 +28,13 @@ DATASETS = ("digits", "mnist", "mnist1d", "volumes")
 
 __all__ = [
     "DATASETS",
+    "MAX_CLASSES",
     "SPLIT_SEED",
+    "DataNote",
     "Dataset",
     "Standardizer",
     "batches",
+    "count_classes",
     "data_root",
     "load_dataset",
     "split_indices",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,14 @@ import numpy as np
 
 # The seed of every held-out split: a constant, so the test set is the same in every run.
 SPLIT_SEED = 0
+# The most classes a dataset may have (ImageNet has 1,000): a stray label of 1,000,000 must not
+# build a million-way output layer and a 10^12-cell confusion matrix.
+MAX_CLASSES = 1000
+
+
+class DataNote(UserWarning):
+    """What a loader did that the user should know (e.g. a channel axis it added); the
+    ``deltanet`` command prints these as ``deltanet: note: ...``."""
 
 
 @dataclass(repr=False)
@@ -63,10 +72,10 @@ def validate_arrays(
         )
     if x.dtype.kind not in "biuf":
         raise ValueError(f"{where}: x must hold real numbers. Received dtype {x.dtype}.")
-    if x.ndim < 2 or x.shape[0] == 0:
+    if x.ndim < 2 or min(x.shape) == 0:
         raise ValueError(
-            f"{where}: x must have shape (N, ...) with N >= 1 and at least 2 dims "
-            f"(e.g. (N, C, H, W)). Received shape {x.shape}."
+            f"{where}: x must have shape (N, ...) with N >= 1, at least 2 dims and no empty "
+            f"axis (e.g. (N, C, H, W)). Received shape {x.shape}."
         )
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = np.argwhere(~np.isfinite(x))[0]
@@ -105,6 +114,91 @@ def _validate_labels(y: np.ndarray, num_classes: int | None, where: str) -> None
             f"{where}: labels must be in [0, {num_classes}) for {num_classes} classes. "
             f"Received {y[i]} at index {i}."
         )
+
+
+def _spans(values: np.ndarray, limit: int = 6) -> str:
+    """Sorted ints as ``0..99, 101, 103..110, ...``: at most ``limit`` runs, then a count."""
+    breaks = np.flatnonzero(np.diff(values) != 1) + 1
+    runs = np.split(values, breaks)
+    text = [f"{r[0]}..{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs[:limit]]
+    more = f", ... ({len(values)} in all)" if len(runs) > limit else ""
+    return ", ".join(text) + more
+
+
+def _labelled(y: np.ndarray, labels: np.ndarray, limit: int = 6) -> str:
+    """``label 999 (1 example, first at index 17), ...`` for the first ``limit`` labels."""
+    parts = []
+    for label in labels[:limit]:
+        hits = np.flatnonzero(y == label)
+        parts.append(
+            f"label {label} ({len(hits)} example{'s' if len(hits) > 1 else ''}, "
+            f"first at index {hits[0]})"
+        )
+    return ", ".join(parts) + (f", ... ({len(labels)} labels)" if len(labels) > limit else "")
+
+
+def count_classes(
+    y: np.ndarray, y_test: np.ndarray, where: str, *, declared: int | None = None
+) -> int:
+    """The number of classes K of training labels ``y`` and test labels ``y_test`` (integers
+    >= 0, as ``validate_arrays`` checks them); ValueError naming ``where`` and the labels at fault.
+
+    The labels must be the class indices ``0 .. K-1`` with K <= ``MAX_CLASSES``; training needs
+    at least 2 classes, and every test label must occur in training. Without ``declared``
+    (e.g. the length of ``class_names``) K is the largest label + 1 and every class must have
+    training examples: a stray label 999 or labels 100, 200, 300 leave classes without any,
+    and are refused rather than silently building a 1000-way or a 301-way classifier.
+    """
+    top = int(max(y.max(), y_test.max()))
+    k = top + 1 if declared is None else declared
+    if k > MAX_CLASSES:
+        source = "class_names lists" if declared is not None else "the labels make"
+        raise ValueError(
+            f"{where}: {source} {k} classes, more than deltanet trains ({MAX_CLASSES}). "
+            f"Labels are class indices 0..K-1; the largest is {_labelled(*_top(y, y_test))}."
+        )
+    if top >= k:
+        raise ValueError(
+            f"{where}: the labels go up to {top}, so class_names must be a 1-D array of at "
+            f"least {top + 1} strings. Received {k} names; the largest label: "
+            f"{_labelled(*_top(y, y_test))}."
+        )
+    train = np.unique(y).astype(np.int64)
+    if len(train) < 2:
+        raise ValueError(
+            f"{where}: training needs at least 2 classes; every one of the {len(y)} labels of "
+            f"y is {train[0]}."
+        )
+    unseen = np.setdiff1d(np.unique(y_test).astype(np.int64), train)
+    if len(unseen):
+        raise ValueError(
+            f"{where}: the test labels hold classes that never occur in training, which the "
+            f"model cannot learn: {_labelled(y_test, unseen)}."
+        )
+    empty = np.setdiff1d(np.arange(k), train)
+    if len(empty) and declared is None:
+        above = train[train > empty[0]]
+        raise ValueError(
+            f"{where}: labels must be the class indices 0..K-1, each with training examples. "
+            f"The labels of y leave {len(empty)} of the classes 0..{k - 1} without one "
+            f"({_spans(empty)}); above the first gap: {_labelled(y, above)}. Relabel them "
+            f"0..{len(train) - 1} (np.unique(y, return_inverse=True)[1]), or give class_names "
+            "to declare every class."
+        )
+    if len(empty):
+        warnings.warn(
+            f"{where}: {len(empty)} of the {k} classes of class_names have no training "
+            f"example ({_spans(empty)}); the model will never predict them.",
+            DataNote,
+            stacklevel=2,
+        )
+    return k
+
+
+def _top(y: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, [largest])`` of whichever of y and y_test holds the largest label."""
+    labels = y if y.max() >= y_test.max() else y_test
+    return labels, np.array([labels.max()])
 
 
 # --- splits -----------------------------------------------------------------------------

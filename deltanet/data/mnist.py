@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import sys
 import tempfile
@@ -18,10 +19,12 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
 from deltanet.data.dataset import Dataset, data_root, validate_arrays
+from deltanet.data.npy import DEFLATE_MAX_RATIO, format_bytes
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -51,36 +54,69 @@ MNIST_MIRRORS = (
 )
 # The largest official file is 9.9 MB; a response past this is not MNIST.
 MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
+# The most data one IDX file may hold: 1 GiB, 21x MNIST's training images (EMNIST's largest
+# is 0.55 GB). A header claiming more is refused before anything is decompressed.
+MAX_IDX_BYTES = 1024**3
 
 
-def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
-    """The uint8 array of an IDX file (plain or ``.gz``); ValueError naming the file if bad."""
+def _open(path: Path) -> IO[bytes]:
+    return cast(IO[bytes], gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb"))
+
+
+def read_idx(path: str | os.PathLike, magic: int, *, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    """The uint8 array of an IDX file (plain or ``.gz``); ValueError naming the file if bad.
+
+    The header's dims are checked before the data is read or decompressed: their product must
+    be at most ``max_bytes``, and at most what the file can hold (its size; for ``.gz``, the
+    most that deflate can expand its size to); a stream that runs on past them is cut off.
+    """
     path = Path(path)
+    ndim = magic & 0xFF
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        with _open(path) as f:
+            head = f.read(4 + 4 * ndim)
+            dims = _idx_dims(path, head, magic)
+            expected = math.prod(dims)
+            _check_idx_size(path, dims, expected, max_bytes)
+            raw = f.read(expected + 1)  # one more: a longer stream is an error, read no further
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: not a valid gzip file ({e}).") from e
+    if len(raw) != expected:
+        state = "truncated" if len(raw) < expected else "longer than its header says"
+        found = f"{len(raw)}" if len(raw) < expected else f"more than {expected}"
+        raise ValueError(f"{path}: {state}: dims {dims} need {expected} data bytes, found {found}.")
+    return np.frombuffer(raw, np.uint8).reshape(dims)
+
+
+def _idx_dims(path: Path, head: bytes, magic: int) -> tuple[int, ...]:
     ndim = magic & 0xFF
-    if len(raw) < 4 + 4 * ndim:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes).")
-    found = int.from_bytes(raw[:4], "big")
+    if len(head) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({len(head)} bytes).")
+    found = int.from_bytes(head[:4], "big")
     if found != magic:
         raise ValueError(
             f"{path}: wrong IDX magic number {found}, expected {magic} "
             f"({'images' if magic == IMAGES_MAGIC else 'labels'} of unsigned bytes)."
         )
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    expected, found_bytes = int(np.prod(dims)), len(raw) - 4 - 4 * ndim
-    if found_bytes != expected:
-        state = "truncated" if found_bytes < expected else "longer than its header says"
+    return tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+
+
+def _check_idx_size(path: Path, dims: tuple[int, ...], expected: int, max_bytes: int) -> None:
+    size = path.stat().st_size
+    header = 4 + 4 * len(dims)
+    if path.name.endswith(".gz"):
+        most, found = size * DEFLATE_MAX_RATIO, f"a {size}-byte gzip file holds at most"
+    else:
+        most, found = size - header, "found"
+    if expected > most:
         raise ValueError(
-            f"{path}: {state}: dims {dims} need {expected} data bytes, found {found_bytes}."
+            f"{path}: truncated: dims {dims} need {expected} data bytes, {found} {most}."
         )
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    if expected > max_bytes:
+        raise ValueError(
+            f"{path}: dims {dims} need {format_bytes(expected)}, more than deltanet reads from "
+            f"an IDX file ({format_bytes(max_bytes)})."
+        )
 
 
 def _find(directory: Path, stem: str) -> Path | None:

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from deltanet.data.dataset import Dataset, data_root, validate_arrays
+from deltanet.data.npy import read_npz
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CACHE_BYTES = 1024**3  # the canonical cache holds 0.9 MB
 
 
 def _generate(num_samples: int) -> dict[str, np.ndarray]:
@@ -57,8 +59,7 @@ def _cache_path(directory: Path, num_samples: int) -> Path:
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when the file is missing or not a valid cache."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in KEYS}
+        arrays = read_npz(path, max_bytes=MAX_CACHE_BYTES, allowed=KEYS)
         for split in ("train", "test"):
             validate_arrays(arrays[f"x_{split}"], arrays[f"y_{split}"], 10, where=str(path))
         return arrays
