@@ -44,6 +44,23 @@ from deltanet.layers import (
 )
 
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+# Bounds that keep a typo from allocating gigabytes (--input-shape 100000000 once took 24 GB):
+# the values of one example (1x1024x1024, 3x512x512, 100^3), and the weights of one dense
+# layer (256 MiB of float32; 1 GiB when training with Adam).
+MAX_INPUT_SIZE = 2**20
+MAX_DENSE_WEIGHTS = 2**26
+
+
+def _check_dense(name: str, input_shape: tuple[int, ...], *sizes: tuple[int, int]) -> None:
+    """Refuse, before any is built, a dense layer ``(n_in, n_out)`` past ``MAX_DENSE_WEIGHTS``."""
+    for n_in, n_out in sizes:
+        if n_in * n_out > MAX_DENSE_WEIGHTS:
+            raise ValueError(
+                f"{name}: input shape {input_shape} would need a dense layer of {n_in:,} x "
+                f"{n_out:,} = {n_in * n_out:,} weights, more than the zoo builds "
+                f"({MAX_DENSE_WEIGHTS:,}). The input shape is one example's, without the batch "
+                "axis; give a smaller one."
+            )
 
 
 def _spatial(name: str, input_shape: tuple[int, ...], ndim: int, minimum: int) -> tuple[int, ...]:
@@ -70,6 +87,9 @@ def digits_cnn(
     """
     h, w = _spatial("digits_cnn", input_shape, 2, 2)
     c1, c2 = channels
+    _check_dense(
+        "digits_cnn", input_shape, (c2 * (h // 2) * (w // 2), hidden), (hidden, num_classes)
+    )
     layers = [
         Conv2D(input_shape[0], c1, 3, padding=1, rng=rng),
         ReLU(),
@@ -93,6 +113,7 @@ def lenet5(input_shape=(1, 28, 28), num_classes=10, *, rng=None) -> Sequential:
     """
     h, w = _spatial("lenet5", input_shape, 2, 12)
     flat = 16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)
+    _check_dense("lenet5", input_shape, (flat, 120), (84, num_classes))
     return Sequential(
         Conv2D(input_shape[0], 6, 5, padding=2, rng=rng),
         ReLU(),
@@ -129,6 +150,7 @@ def mlp(
         )
     layers: list = [Flatten()]
     sizes = [math.prod(input_shape), *hidden]
+    _check_dense("mlp", input_shape, *zip(sizes, [*sizes[1:], num_classes]))
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers += [Dense(n_in, n_out, rng=rng), ACTIVATIONS[activation]()]
     return Sequential(*layers, Dense(sizes[-1], num_classes, rng=rng))
@@ -142,6 +164,7 @@ def cnn1d(input_shape=(1, 40), num_classes=10, *, channels=(32, 64), hidden=128,
     """
     (length,) = _spatial("cnn1d", input_shape, 1, 4)
     c1, c2 = channels
+    _check_dense("cnn1d", input_shape, (c2 * (length // 2 // 2), hidden), (hidden, num_classes))
     return Sequential(
         Conv1D(input_shape[0], c1, 5, padding=2, rng=rng),
         ReLU(),
@@ -164,6 +187,8 @@ def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidd
     """
     spatial = _spatial("cnn3d", input_shape, 3, 4)
     c1, c2 = channels
+    flat = c2 * math.prod(s // 2 // 2 for s in spatial)
+    _check_dense("cnn3d", input_shape, (flat, hidden), (hidden, num_classes))
     return Sequential(
         Conv3D(input_shape[0], c1, 3, padding=1, rng=rng),
         ReLU(),
@@ -172,7 +197,7 @@ def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidd
         ReLU(),
         MaxPool3D(2),
         Flatten(),
-        Dense(c2 * math.prod(s // 2 // 2 for s in spatial), hidden, rng=rng),
+        Dense(flat, hidden, rng=rng),
         ReLU(),
         Dense(hidden, num_classes, rng=rng),
     )
@@ -192,6 +217,7 @@ def binary_lenet(
     h, w = _spatial("binary_lenet", input_shape, 2, 4)
     c1, c2, c3 = channels
     flat = c3 * (h // 2 // 2) * (w // 2 // 2)
+    _check_dense("binary_lenet", input_shape, (flat, hidden), (hidden, num_classes))
     return Sequential(
         Conv2D(input_shape[0], c1, 3, padding=1, rng=rng),
         BatchNorm2D(c1),
@@ -242,7 +268,14 @@ def _check_shape(name: str, input_shape: Any) -> tuple[int, ...]:
             f"{name}: input_shape must be a tuple of ints (no batch axis). Received: "
             f"{input_shape!r}."
         )
-    return tuple(int(s) for s in input_shape)
+    shape = tuple(int(s) for s in input_shape)
+    if math.prod(shape) > MAX_INPUT_SIZE:
+        raise ValueError(
+            f"{name}: input_shape {shape} holds {math.prod(shape):,} values per example, more "
+            f"than the zoo builds models for ({MAX_INPUT_SIZE:,}, e.g. 1x1024x1024). It is one "
+            "example's shape, without the batch axis."
+        )
+    return shape
 
 
 def build_model(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +38,20 @@ def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
         raise CliError(str(err)) from None
 
 
-def _check_input(x: np.ndarray, meta: dict[str, Any], model: Any) -> np.ndarray:
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_PNG_PIXELS = 4096 * 4096  # checked in the PNG's header, before anything is decoded
+MAX_NPY_BYTES = 512 * 1024**2  # a predict input
+
+
+def _check_input(
+    x: np.ndarray, meta: dict[str, Any], model: Any, source: str = "the input"
+) -> np.ndarray:
     """Standardise ``x (N, ...)`` as in training; its example shape must be the model's."""
     expected = meta.get("input_shape")
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
         raise CliError(
-            f"the model takes examples of shape {tuple(expected)}. Received: {tuple(x.shape[1:])}."
+            f"the model takes examples of shape {tuple(expected)}. Received: {source} has "
+            f"examples of shape {tuple(x.shape[1:])} (an array of shape {tuple(x.shape)})."
         )
     standardizer = standardizer_from(meta)
     x = x if standardizer is None else standardizer.transform(x)
@@ -54,7 +65,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model, meta = load_model_file(args.model_file)
     ds = _dataset_for(args, meta)
-    x = _check_input(ds.x_test, meta, model)
+    x = _check_input(ds.x_test, meta, model, source=f"the test set of {ds.name}")
     scores = evaluate(model, "cross_entropy", x, ds.y_test, batch_size=args.batch_size)
     print(f"{args.model_file} on {ds.name} test set ({len(ds.y_test)} examples):")
     for key, value in scores.items():
@@ -62,32 +73,84 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_png(path: str, shape: tuple[int, ...], invert: str) -> np.ndarray:
+def _png_header(path: Path) -> tuple[int, int, int]:
+    """``(width, height, bit depth)`` from a PNG's IHDR chunk, which must come first."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if head[:8] != PNG_SIGNATURE:
+        raise CliError(f"{path}: not a PNG image (it does not start with the PNG signature).")
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        raise CliError(f"{path}: a damaged PNG image (no IHDR chunk where the PNG format puts it).")
+    width, height, depth = struct.unpack(">IIB", head[16:25])
+    if width * height > MAX_PNG_PIXELS or 0 in (width, height):
+        raise CliError(
+            f"{path}: a PNG image of {width}x{height} pixels, which deltanet does not read "
+            f"(from 1 to {MAX_PNG_PIXELS:,} pixels, e.g. 4096x4096): resize it first."
+        )
+    return width, height, depth
+
+
+def _read_png(path: Path, shape: tuple[int, ...], invert: str) -> np.ndarray:
     """A PNG as one example of ``shape`` ((C, H, W), or (F,) with F a square): values in [0, 1].
 
     Dark ink on light paper is inverted (``invert="auto"`` when the mean is above 0.5), as the
-    training digits are light strokes on black.
+    training digits are light strokes on black. 16-bit images keep their 16 bits.
     """
     from PIL import Image
 
-    if len(shape) == 1 and round(shape[0] ** 0.5) ** 2 == shape[0]:
-        side = round(shape[0] ** 0.5)
+    if len(shape) == 1 and math.isqrt(shape[0]) ** 2 == shape[0]:
+        side = math.isqrt(shape[0])
         size, channels = (side, side), 1
     elif len(shape) == 3 and shape[0] in (1, 3):
         size, channels = (shape[2], shape[1]), shape[0]
     else:
         raise CliError(f"a PNG input needs a model of images (1 or 3, H, W). It takes {shape}.")
-    with Image.open(path) as png:
-        img = png.convert("L" if channels == 1 else "RGB").resize(size, Image.Resampling.BOX)
-        x = np.asarray(img, dtype=np.float32) / np.float32(255)
+    _png_header(path)
+    try:
+        with Image.open(path) as png:
+            if png.mode.startswith("I"):  # 16-bit grayscale: "L" would clip it to 255
+                gray = np.asarray(png, dtype=np.float32) / np.float32(65535)
+                x = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX))
+                x = x if channels == 1 else np.repeat(x[..., None], 3, axis=-1)
+            else:
+                img = png.convert("L" if channels == 1 else "RGB")
+                x = np.asarray(img.resize(size, Image.Resampling.BOX), dtype=np.float32) / 255
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as err:
+        raise CliError(f"{path}: not a readable PNG image ({err}).") from None
+    x = x.astype(np.float32).clip(0, 1)
     if invert == "yes" or (invert == "auto" and x.mean() > 0.5):
         x = 1 - x
     x = x[None] if channels == 1 else np.moveaxis(x, -1, 0)
     return x.reshape(shape)
 
 
+def _as_examples(x: np.ndarray, shape: tuple[int, ...], path: Path) -> np.ndarray:
+    """``x`` as a batch ``(N, *shape)``: one example, a batch, or either without the channel
+    axis of a one-channel model (added, with a note)."""
+    if not shape or x.shape[1:] == shape:
+        return x
+    if x.shape == shape:
+        return x[None]
+    one_channel = len(shape) > 1 and shape[0] == 1
+    if one_channel and x.shape[-len(shape) + 1 :] == shape[1:] and x.ndim < len(shape) + 1:
+        x = x[None] if x.ndim == len(shape) - 1 else x
+        print(
+            f"deltanet: note: {path} holds {len(x)} example(s) of shape {x.shape[1:]}: read "
+            f"with a channel axis, as {(len(x), *shape)}.",
+            file=sys.stderr,
+        )
+        return x[:, None]
+    dims = ", ".join(map(str, shape))
+    raise CliError(
+        f"{path} holds an array of shape {x.shape}; the model takes one example of shape "
+        f"{shape} or a batch of shape (N, {dims})."
+    )
+
+
 def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
     """The examples ``(N, *input_shape)`` from a .npy (one example or a batch) or a .png."""
+    from deltanet.data.npy import read_npy
+
     path = Path(args.input)
     if not path.is_file():
         raise CliError(f"no input file at {args.input!r}.")
@@ -95,15 +158,20 @@ def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
     if path.suffix.lower() == ".png":
         if not shape:
             raise CliError("this model file does not record its input shape: use a .npy input.")
-        return _read_png(str(path), shape, args.invert)[None]
+        return _read_png(path, shape, args.invert)[None]
     if path.suffix.lower() != ".npy":
         raise CliError(f"INPUT must be a .npy or .png file. Received: {args.input!r}.")
-    x = np.load(path, allow_pickle=False)
-    if x.dtype.kind not in "biuf":
-        raise CliError(f"{args.input}: expected a numeric array. Received dtype {x.dtype}.")
+    try:
+        x = read_npy(path, max_bytes=MAX_NPY_BYTES)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    if x.dtype.kind not in "biuf" or x.ndim == 0:
+        raise CliError(
+            f"{args.input}: expected an array of numbers. Received dtype {x.dtype}, shape "
+            f"{x.shape}."
+        )
+    x = _as_examples(x, shape, path)
     x = x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x.astype(np.float32)
-    if shape and x.shape == shape:
-        x = x[None]
     if not np.all(np.isfinite(x)):
         raise CliError(f"{args.input}: the input holds NaN or infinite values.")
     return x
@@ -132,6 +200,8 @@ def _model_from_args(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
 
     if args.model_file and args.model:
         raise CliError("give MODEL_FILE or --model, not both.")
+    if args.input_shape is not None:
+        _check_input_shape(args.input_shape)
     if args.model_file:
         model, meta = load_model_file(args.model_file)
         shape = args.input_shape or tuple(meta.get("input_shape") or ())
@@ -142,8 +212,35 @@ def _model_from_args(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
         raise CliError("give a MODEL_FILE or --model NAME.")
     shape = args.input_shape or default_input_shape(args.model)
     seed = getattr(args, "seed", 0)
-    model = build_model(args.model, input_shape=shape, num_classes=args.num_classes, seed=seed)
+    try:
+        model = build_model(args.model, input_shape=shape, num_classes=args.num_classes, seed=seed)
+    except ValueError as err:
+        if args.input_shape is None:
+            raise
+        default = default_input_shape(args.model)
+        hint = (
+            f" It has one axis more than {args.model}'s {default}: leave out the batch axis."
+            if len(shape) == len(default) + 1
+            else ""
+        )
+        raise CliError(f"--input-shape {_flag_shape(shape)}: {err}{hint}") from None
     return model, shape
+
+
+def _flag_shape(shape: tuple[int, ...]) -> str:
+    return ",".join(map(str, shape))
+
+
+def _check_input_shape(shape: tuple[int, ...]) -> None:
+    """``--input-shape``: one example's shape, within the zoo's budget of values per example."""
+    from deltanet.zoo import MAX_INPUT_SIZE
+
+    if math.prod(shape) > MAX_INPUT_SIZE:
+        raise CliError(
+            f"--input-shape {_flag_shape(shape)} holds {math.prod(shape):,} values per example, "
+            f"more than deltanet builds models for ({MAX_INPUT_SIZE:,}, e.g. 1,1024,1024). "
+            "--input-shape is one example's shape, without the batch axis."
+        )
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -200,7 +297,9 @@ def run_plot(args: argparse.Namespace) -> int:
     except (CliError, ValueError, OSError) as err:  # the curves and filters need no data
         print(f"deltanet: warning: no test-set plots: {err}", file=sys.stderr)
     else:
-        y_pred, _ = predict(model, _check_input(ds.x_test, meta, model))
+        y_pred, _ = predict(
+            model, _check_input(ds.x_test, meta, model, f"the test set of {ds.name}")
+        )
         cm = confusion_matrix(ds.y_test, y_pred, ds.num_classes)
         test, names = (ds.x_test, ds.y_test, y_pred, cm), list(ds.class_names)
     for path in make_plots(run, history, model, test, names):
