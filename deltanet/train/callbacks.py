@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import math
 import os
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from deltanet.io import save
+from deltanet.io.safetensors import atomic_write
 from deltanet.train.state import TrainingState
 
 __all__ = [
@@ -221,8 +223,12 @@ class ModelCheckpoint(Callback):
 class CSVLogger(Callback):
     """One row per epoch (``epoch`` counted from 1, then the logs) after a header line.
 
-    A new run truncates the file; a resumed run (or ``append=True``) adds rows to it.
-    In a distributed fit only rank 0 writes.
+    A new run starts the file again with its first row (a run that fails before it leaves an
+    existing file as it was); ``append=True`` adds rows to an existing file instead. A resumed
+    run rewrites the file (atomically) with the epochs its checkpoint holds, from the
+    checkpoint's history, so rows of epochs the checkpoint does not hold (written after it, or
+    after the checkpoint resumed from) are never kept twice. In a distributed fit only rank 0
+    writes.
     """
 
     rank_zero_only = True
@@ -230,22 +236,45 @@ class CSVLogger(Callback):
     def __init__(self, path: str | os.PathLike, append: bool = False) -> None:
         self.path, self.append = os.fspath(path), append
         self.keys: list[str] = []
+        self._header_due = True  # the next row starts the file
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.keys = ["epoch", *self.state.log_keys]
-        appending = self.append or self.state.initial_epoch > 0
-        if appending and os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+        self._header_due = True
+        if self.state.initial_epoch > 0:
+            self._rewrite_from_history()
+        elif self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0:
             with open(self.path, newline="") as f:
                 self.keys = next(csv.reader(f))  # keep the columns the file already has
-            return
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerow(self.keys)
+            self._header_due = False
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         row = {"epoch": epoch + 1, **logs}
-        with open(self.path, "a", newline="") as f:  # reopened per row: nothing left open
-            csv.writer(f).writerow([_csv_value(row.get(k, "")) for k in self.keys])
+        if self._header_due:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        # reopened per row: nothing left open
+        with open(self.path, "w" if self._header_due else "a", newline="") as f:
+            writer = csv.writer(f)
+            if self._header_due:
+                writer.writerow(self.keys)
+            writer.writerow([_csv_value(row.get(k, "")) for k in self.keys])
+        self._header_due = False
+
+    def _rewrite_from_history(self) -> None:
+        """The header and one row per epoch of the resumed checkpoint's history."""
+        history = self.state.history
+        epochs = list(history.epoch) if history is not None else []
+        logs = history.history if history is not None else {}
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(self.keys)
+        for i, epoch in enumerate(epochs):
+            row = {"epoch": epoch + 1, **{k: v[i] for k, v in logs.items() if i < len(v)}}
+            writer.writerow([_csv_value(row.get(k, "")) for k in self.keys])
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        data = text.getvalue().encode()
+        atomic_write(self.path, lambda f: f.write(data))
+        self._header_due = False
 
 
 def _csv_value(value: Any) -> Any:
