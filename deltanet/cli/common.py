@@ -1,4 +1,4 @@
-"""What the CLI commands share: defaults, errors, run directories, model files, plots."""
+"""What the CLI commands share: defaults, errors, JSON and paths, model files, plots."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import csv
 import json
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -59,42 +58,29 @@ def default_model(input_shape: tuple[int, ...]) -> str:
     raise CliError(f"no zoo model takes examples of shape {input_shape}; give --model.")
 
 
-def new_run_dir(model: str, data: str, root: str | os.PathLike = "runs") -> Path:
-    """A fresh ``runs/<model>-<data>-<timestamp>`` path (a suffix keeps it unused)."""
-    stem = f"{model}-{Path(data).stem if data.endswith('.npz') else data}-"
-    stem += time.strftime("%Y%m%d-%H%M%S")
-    path, n = Path(root) / stem, 1
-    while path.exists():
-        n += 1
-        path = Path(root) / f"{stem}-{n}"
-    return path
-
-
-def check_out_dir(out: Path, resume: bool) -> None:
-    """An existing non-empty ``out`` is refused unless resuming (runs are never overwritten)."""
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {str(out)!r} exists and is not a directory.")
-    if out.is_dir() and any(out.iterdir()) and not resume:
-        raise CliError(
-            f"--out {str(out)!r} exists and is not empty: choose another directory, "
-            "or continue that run with --resume CHECKPOINT."
-        )
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically (temporary file, fsync, rename)."""
     from deltanet.io.safetensors import atomic_write
 
-    text = json.dumps(obj, indent=2, default=_plain) + "\n"
+    text = json.dumps(obj, indent=2, default=plain) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
+    """``json.dumps``'s ``default``: NumPy values as lists and numbers, paths as strings."""
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file or directory (links and ``..`` resolved)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def read_json(path: Path) -> dict[str, Any]:

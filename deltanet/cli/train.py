@@ -1,5 +1,6 @@
 """``deltanet train``: everything is checked before the run directory is created; then fit,
-one evaluation on the held-out test set, and the run's files (model, history, metrics, plots)."""
+one evaluation on the held-out test set, and the run's files (model, history, metrics, plots).
+How run directories are made, resumed and removed after an early failure: ``rundir``."""
 
 from __future__ import annotations
 
@@ -11,18 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.cli.common import (
-    TRAIN_DEFAULTS,
-    CliError,
-    check_out_dir,
-    default_model,
-    make_plots,
-    new_run_dir,
-    read_json,
-    write_json,
-)
+from deltanet.cli import rundir
+from deltanet.cli.common import TRAIN_DEFAULTS, CliError, default_model, make_plots, write_json
 
-CONFIG_FILE = "config.json"
+MAX_EPOCHS = 10**6
 SCHEDULE_ARGS = ("gamma", "stepsize", "stepvalues", "power", "max_iter", "min_lr")
 
 
@@ -54,34 +47,29 @@ def run_train(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace, dist: Any) -> int:
     started = time.perf_counter()
     lead = dist is None or dist.rank() == 0  # the rank that prints and writes
-    out, config = _resolve(args, check_out=lead)
+    out, config, resume = _resolve(args, check_out=lead)
     ds = _load_data(config, args)
     config["model"] = config["model"] or default_model(tuple(ds.input_shape))
     model = _build(config, ds)
     train, val, standardizer = _split(config, ds)
     optimizer, schedule = _optimizer(config, model, len(train[0]))
-    out = out or new_run_dir(config["model"], config["data"])
-    if dist is not None:  # the directory rank 0 chose (new_run_dir holds a timestamp)
-        out = Path(dist.broadcast_text(str(out)))
-    if lead:
-        out.mkdir(parents=True, exist_ok=True)
-    if lead and not args.resume:  # a resumed run's config is written once its checkpoint loaded
-        write_json(out / CONFIG_FILE, config)
-    say = (lambda *a: None) if args.quiet or not lead else print
-    say(
-        f"deltanet train: {config['model']} ({model.num_parameters():,} parameters) on "
-        f"{ds.name}: {len(ds.y_train)} training examples ({len(train[1])} to train, "
-        f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
-        f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
-    )
-    if dist is not None:
-        sync = "synchronised" if args.sync_batch_norm else "per rank"
-        say(f"data-parallel over {dist.world_size()} MPI ranks (batch-norm statistics: {sync})")
-    say(f"run directory: {out}" + (f" (resuming from {args.resume})" if args.resume else ""))
-    run = _run_info(config, ds, standardizer)
-    history = _fit(config, args, out, run, (model, optimizer, schedule), train, val)
-    if lead and args.resume:
-        write_json(out / CONFIG_FILE, config)
+    claim = rundir.NewRun() if lead and (resume is None or not resume.in_place) else None
+    try:  # from the directory's claim on: a failure before the first checkpoint undoes it
+        if claim is not None:  # everything is checked: the run directory is made now
+            out = claim.claim(out, config)
+            if resume is not None:
+                rundir.carry_best(resume, out)
+        if dist is not None:  # the directory rank 0 made
+            out = Path(dist.broadcast_text(str(out) if lead else ""))
+        assert out is not None
+        say = (lambda *a: None) if args.quiet or not lead else print
+        _announce(say, config, args, out, ds, model, train, val, dist)
+        run = _run_info(config, ds, standardizer)
+        history = _fit(config, args, out, run, (model, optimizer, schedule), train, val)
+    except BaseException:
+        if claim is not None:
+            claim.discard()
+        raise
     test = ds.x_test if standardizer is None else standardizer.transform(ds.x_test)
     metrics = _finish(config, out, run, model, history, ds, test, started, dist)
     if not lead:
@@ -94,43 +82,59 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
     return 0
 
 
-def _resolve(args: argparse.Namespace, check_out: bool = True) -> tuple[Path | None, dict]:
-    """The run directory (None: a new one) and the settings: defaults < resumed run < args."""
+def _announce(say, config, args, out: Path, ds, model, train, val, dist) -> None:
+    """What is trained on what, and where the run directory is."""
+    say(
+        f"deltanet train: {config['model']} ({model.num_parameters():,} parameters) on "
+        f"{ds.name}: {len(ds.y_train)} training examples ({len(train[1])} to train, "
+        f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
+        f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
+    )
+    if dist is not None:
+        sync = "synchronised" if args.sync_batch_norm else "per rank"
+        say(f"data-parallel over {dist.world_size()} MPI ranks (batch-norm statistics: {sync})")
+    say(f"run directory: {out}" + (f" (resuming from {args.resume})" if args.resume else ""))
+
+
+def _resolve(
+    args: argparse.Namespace, check_out: bool = True
+) -> tuple[Path | None, dict, rundir.Resume | None]:
+    """The run directory (None: a new one), the settings (defaults < resumed run < args) and
+    the checkpoint to resume. Every check that needs no data is made here."""
     given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
     given.update({k: getattr(args, k) for k in ("data_dir",) if getattr(args, k, None)})
-    saved: dict[str, Any] = {}
-    out = Path(args.out) if args.out else None
-    if args.resume:
-        ckpt = Path(args.resume)
-        if not ckpt.is_file():
-            raise CliError(f"--resume: no checkpoint file at {args.resume!r}.")
-        from deltanet.io import load_checkpoint
-
-        try:  # a corrupt file fails here, before anything is written
-            meta = load_checkpoint(ckpt).metadata
-        except ValueError as err:
-            raise CliError(f"--resume: {err}") from None
-        run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        out = out or run
-        if (out / CONFIG_FILE).is_file():
-            saved = read_json(out / CONFIG_FILE)
-        elif isinstance(meta.get("run"), dict):  # a checkpoint moved out of its run directory
-            keys = ("model", "data", "data_dir", "seed")
-            saved = {k: meta["run"][k] for k in keys if meta["run"].get(k) is not None}
-    config = {**TRAIN_DEFAULTS, **saved, **given}
+    resume = rundir.read_resume(args.resume) if args.resume else None
+    if resume is None:
+        out = Path(args.out) if args.out else None
+        config = {**TRAIN_DEFAULTS, **given}
+    else:
+        out = rundir.resume_out(resume, args.out)
+        config = {**TRAIN_DEFAULTS, **rundir.resume_settings(resume, given)}
     _check_numbers(config)
-    if out is not None and check_out:  # other ranks may see the files rank 0 wrote already
-        check_out_dir(out, bool(args.resume))
-    return out, config
+    if resume is not None:
+        rundir.check_epochs_left(resume, config["epochs"], "epochs" in given)
+    if check_out and out is not None:  # other ranks may see the files rank 0 wrote already
+        if resume is None:
+            rundir.check_out_dir(out)
+        else:
+            rundir.check_resume_out(resume, out)
+    return out, config, resume
 
 
 def _check_numbers(c: dict[str, Any]) -> None:
-    for key, low in (("epochs", 1), ("batch_size", 1), ("warmup", 0)):
-        if not isinstance(c[key], int) or c[key] < low:
+    for key, low, high in (("epochs", 1, MAX_EPOCHS), ("batch_size", 1, None), ("warmup", 0, None)):
+        value = c[key]
+        if not isinstance(value, int) or value < low or (high is not None and value > high):
             flag = "--" + key.replace("_", "-")
-            raise CliError(f"{flag} must be an integer >= {low}. Received: {c[key]!r}.")
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise CliError(f"{flag} must be an integer {bound}. Received: {value!r}.")
     if not c["lr"] > 0 or not np.isfinite(c["lr"]):
         raise CliError(f"--lr must be a positive number. Received: {c['lr']!r}.")
+    if c["min_lr"] is not None and not 0 <= c["min_lr"] <= c["lr"]:
+        raise CliError(
+            f"--min-lr must be in [0, --lr] (cosine decays from --lr down to --min-lr). "
+            f"Received: --min-lr {c['min_lr']!r}, --lr {c['lr']!r}."
+        )
     if not 0 <= c["val_fraction"] < 1:
         raise CliError(f"--val-fraction must be in [0, 1). Received: {c['val_fraction']!r}.")
     if c["weight_decay"] is not None and not c["weight_decay"] >= 0:
@@ -192,13 +196,24 @@ def _optimizer(config: dict[str, Any], model: Any, n_train: int) -> tuple[Any, A
     if config["weight_decay"] is not None:
         kwargs["weight_decay"] = config["weight_decay"]
     optimizer = make_optimizer(config["optimizer"], model, **kwargs)
-    total = config["epochs"] * -(-n_train // config["batch_size"])
+    steps = -(-n_train // config["batch_size"])
+    total = config["epochs"] * steps
+    if config["warmup"] >= total:
+        raise CliError(
+            f"--warmup {config['warmup']} must be shorter than the run: {total} iterations "
+            f"(--epochs {config['epochs']} of {steps} batches of --batch-size "
+            f"{config['batch_size']})."
+        )
     params = {k: config[k] for k in SCHEDULE_ARGS if config[k] is not None}
     if config["lr_policy"] in ("poly", "cosine"):
         params.setdefault("max_iter", total)
     if config["warmup"]:
         params["warmup_iters"] = config["warmup"]
-    return optimizer, make_schedule(config["lr_policy"], config["lr"], **params)
+    try:
+        schedule = make_schedule(config["lr_policy"], config["lr"], **params)
+    except ValueError as err:
+        raise CliError(f"--lr-policy {config['lr_policy']}: {err}") from None
+    return optimizer, schedule
 
 
 def _run_info(config: dict[str, Any], ds: Any, standardizer: Any) -> dict[str, Any]:
@@ -219,16 +234,33 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
     from deltanet.train import CSVLogger, ModelCheckpoint, fit
 
     class RunCheckpoint(ModelCheckpoint):
-        """Checkpoints that also carry the run's description, so evaluate/predict take them."""
+        """Checkpoints that carry the run's description and settings (so evaluate/predict take
+        them, and a resumed run keeps its settings). config.json and the rows of history.csv
+        are written after the checkpoint of their epoch: the run directory never describes an
+        epoch its checkpoints do not hold (a resumed run cuts history.csv back to its
+        checkpoint)."""
+
+        def __init__(self) -> None:
+            super().__init__(out / "checkpoints", monitor="val_loss" if val else "loss")
+            self.log = CSVLogger(out / rundir.HISTORY_FILE)
+            self.config_due = True
+
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            super().on_train_begin(logs)
+            self.log.set_state(self.state)
+            self.log.on_train_begin(logs)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+            super().on_epoch_end(epoch, logs)
+            if self.config_due:  # a resumed run's settings (its --epochs) from its first epoch
+                write_json(out / rundir.CONFIG_FILE, config)
+                self.config_due = False
+            self.log.on_epoch_end(epoch, logs)
 
         def _save(self, path: str, metadata: dict[str, Any]) -> None:
-            super()._save(path, {**metadata, "run": run})
+            super()._save(path, {**metadata, "run": {**run, "config": config}})
 
     model, optimizer, schedule = trainer
-    callbacks = [
-        CSVLogger(out / "history.csv"),
-        RunCheckpoint(out / "checkpoints", monitor="val_loss" if val else "loss"),
-    ]
     return fit(
         model,
         "cross_entropy",
@@ -238,7 +270,7 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         batch_size=config["batch_size"],
         validation_data=val,
         schedule=schedule,
-        callbacks=callbacks,
+        callbacks=[RunCheckpoint()],
         seed=config["seed"],
         verbose=0 if args.quiet else 1,
         resume_from=args.resume,
