@@ -1,12 +1,15 @@
 """``deltanet export MODEL --onnx OUT [--torch OUT]``: a model file (or a zoo model) as ONNX
-and/or as a PyTorch state dict (safetensors). onnx is imported only when --onnx is given."""
+and/or as a PyTorch state dict (safetensors). onnx is imported only when --onnx is given.
+
+An existing output is replaced only with ``--force``, and never when it is an input; each file
+is written atomically (the old file or the new one, never a mix)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from deltanet.cli.common import CliError, load_model_file, parse_shape
+from deltanet.cli.common import CliError, load_model_file, parse_shape, same_path
 
 EPILOG = """\
 examples:
@@ -39,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="per example, e.g. 1,28,28 (default: the model's own)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of a zoo model's weights")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite existing outputs (never an input)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("export: nothing to write: give --onnx OUT and/or --torch OUT.")
     if args.torch_template and not args.torch:
         raise CliError("export: --torch-template needs --torch OUT.")
+    _check_outputs(args)
     model, shape = _model_and_shape(args)
     if args.onnx:
         if shape is None:
@@ -64,6 +71,28 @@ def run(args: argparse.Namespace) -> int:
         mapping = save_torch_weights(model, args.torch, template=args.torch_template)
         print(f"wrote {args.torch} ({len(mapping)} tensors, a PyTorch state dict)")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--onnx and --torch: new files, or existing ones with --force; never an input of the
+    command (MODEL, --torch-template), even with --force, and never the same file twice."""
+    inputs = [("MODEL", args.model), ("--torch-template", args.torch_template)]
+    inputs = [(what, path) for what, path in inputs if path and os.path.exists(path)]
+    if args.onnx and args.torch and same_path(args.onnx, args.torch):
+        raise CliError(f"export: --onnx and --torch are the same file {args.torch!r}.")
+    for flag, out in (("--onnx", args.onnx), ("--torch", args.torch)):
+        if not out:
+            continue
+        for what, path in inputs:
+            if same_path(out, path):
+                raise CliError(
+                    f"export: {flag} {out!r} is the {what} being read: writing it would destroy "
+                    "it (refused even with --force); choose another path."
+                )
+        if os.path.isdir(out):
+            raise CliError(f"export: {flag} {out!r} is a directory: give a file path.")
+        if os.path.exists(out) and not args.force:
+            raise CliError(f"export: {flag} {out!r} exists: choose another path or give --force.")
 
 
 def _model_and_shape(args: argparse.Namespace):

@@ -2,6 +2,7 @@
 
 The packed file keeps the run's metadata (data, input shape, standardizer, class names), so
 ``deltanet evaluate OUT`` and ``deltanet predict OUT INPUT`` work on it as on the original.
+An existing OUT is replaced (atomically) only with ``--force``, and never when it is MODEL.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from deltanet.cli.common import CliError, load_model_file
+from deltanet.cli.common import CliError, load_model_file, same_path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,15 +24,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_file", metavar="MODEL", help="a .safetensors model file or checkpoint")
     p.add_argument("out", metavar="OUT", help="where to write the packed .safetensors file")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists (not MODEL)")
 
 
 def run(args: argparse.Namespace) -> int:
     from deltanet import io
     from deltanet.binary import pack, packed_weight_bytes
 
+    if os.path.exists(args.model_file) and same_path(args.out, args.model_file):
+        raise CliError(
+            f"pack: OUT {args.out!r} is MODEL: writing it would destroy the trained model "
+            "(refused even with --force); choose another path."
+        )
+    if os.path.isdir(args.out):
+        raise CliError(f"pack: OUT {args.out!r} is a directory: give a file path.")
     if os.path.exists(args.out) and not args.force:
-        raise CliError(f"{args.out!r} exists: choose another path or give --force.")
+        raise CliError(f"pack: OUT {args.out!r} exists: choose another path or give --force.")
     model, meta = load_model_file(args.model_file)
     try:
         packed, report = pack(model, return_report=True)

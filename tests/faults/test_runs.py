@@ -1,4 +1,4 @@
-"""Faults around run directories, through the command as a user runs it.
+"""Faults around run directories and output files, through the command as a user runs it.
 
 Each case runs ``python -m deltanet`` in a subprocess under the harness's memory cap, in its
 own temporary directory, and ends in a clear error that names the flag at fault (with nothing
@@ -66,6 +66,69 @@ def epochs_of(run: Path) -> list[str]:
 
 def checkpoint_epoch(run: Path) -> int:
     return int(load_checkpoint(run / "checkpoints" / "last.safetensors").metadata["epoch"])
+
+
+# --- export and pack: nothing overwritten without --force, an input never --------------------
+
+
+@pytest.mark.parametrize("flag", ["--torch", "--onnx"])
+def test_export_refuses_an_existing_output_without_force(base, tmp_path, flag):
+    (tmp_path / "out.bin").write_bytes(b"precious")
+    model = base / "run" / "model.safetensors"
+    proc = run_cli("export", model, flag, "out.bin", cwd=tmp_path)
+    assert_clean_error(proc, flag, "exists", "--force")
+    assert (tmp_path / "out.bin").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("flag", ["--torch", "--onnx"])
+@pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink"])
+def test_export_never_writes_onto_its_input_even_with_force(base, tmp_path, flag, spelling):
+    run = copy_run(base, tmp_path / "run")
+    before = snapshot(run)
+    target = {"same": "run/model.safetensors", "dotdot": "run/checkpoints/../model.safetensors"}
+    if spelling == "symlink":
+        os.symlink(run / "model.safetensors", tmp_path / "link.safetensors")
+    out = target.get(spelling, "link.safetensors")
+    proc = run_cli("export", "run/model.safetensors", flag, out, "--force", cwd=tmp_path)
+    assert_clean_error(proc, flag, "MODEL being read", "even with --force")
+    assert snapshot(run) == before
+
+
+def test_export_never_overwrites_its_torch_template(base, tmp_path):
+    (tmp_path / "template.safetensors").write_bytes(b"the template")
+    model = base / "run" / "model.safetensors"
+    args = ("--torch", "template.safetensors", "--torch-template", "template.safetensors")
+    proc = run_cli("export", model, *args, "--force", cwd=tmp_path)
+    assert_clean_error(proc, "--torch", "--torch-template being read")
+    assert (tmp_path / "template.safetensors").read_bytes() == b"the template"
+
+
+def test_export_to_one_file_twice_or_to_a_directory_is_refused(base, tmp_path):
+    model = base / "run" / "model.safetensors"
+    proc = run_cli("export", model, "--onnx", "m.out", "--torch", "./m.out", cwd=tmp_path)
+    assert_clean_error(proc, "--onnx and --torch are the same file")
+    (tmp_path / "dir").mkdir()
+    proc = run_cli("export", model, "--torch", "dir", "--force", cwd=tmp_path)
+    assert_clean_error(proc, "--torch", "is a directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"]
+
+
+def test_export_with_force_replaces_another_file_atomically(base, tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"old")
+    model = base / "run" / "model.safetensors"
+    proc = run_cli("export", model, "--torch", "w.safetensors", "--force", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "w.safetensors").read_bytes()[8:9] == b"{"  # a safetensors header
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]  # no temp file
+
+
+@pytest.mark.parametrize("out", ["run/model.safetensors", "run/./model.safetensors"])
+def test_pack_never_writes_onto_its_input_even_with_force(base, tmp_path, out):
+    run = copy_run(base, tmp_path / "run")
+    before = snapshot(run)
+    proc = run_cli("pack", "run/model.safetensors", out, "--force", cwd=tmp_path)
+    assert_clean_error(proc, "is MODEL", "even with --force")
+    assert snapshot(run) == before
 
 
 # --- run directories: unique, never another run's ---------------------------------------------
