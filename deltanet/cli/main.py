@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import struct
 import sys
+import warnings
+import zipfile
 from collections.abc import Sequence
 
 from deltanet.cli.common import TRAIN_DEFAULTS, CliError, parse_shape
-from deltanet.data import DATASETS
+from deltanet.data import DATASETS, MAX_CLASSES, DataNote
 from deltanet.optim import OPTIMIZERS
 from deltanet.schedules import POLICIES as LR_POLICIES
-from deltanet.zoo import MODELS
+from deltanet.zoo import MAX_INPUT_SIZE, MODELS
 
 EXAMPLES = """\
 examples:
@@ -41,6 +45,23 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1. Received: {text!r}")
+    return value
+
+
+def _class_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_CLASSES} classes. Received: {text!r}")
+    return value
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     d = TRAIN_DEFAULTS
     p = sub.add_parser(
@@ -54,7 +75,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", choices=MODELS, help="zoo model (default: chosen from the data)")
     _add_data_args(p, f"dataset name ({', '.join(DATASETS)}) or .npz path (default: {d['data']})")
-    p.add_argument("--epochs", type=int, help=f"default: {d['epochs']}")
+    p.add_argument(
+        "--epochs", type=int,
+        help=f"the run's total, at most 1000000; resuming: more than done (default: {d['epochs']})",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, help=f"default: {d['batch_size']}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default: {d['optimizer']}")
     p.add_argument("--lr", type=float, help=f"base learning rate (default: {d['lr']})")
@@ -68,8 +92,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stepvalues", type=_int_list, help="multistep: iterations, e.g. 500,900")
     g.add_argument("--power", type=float, help="inv, poly")
     g.add_argument("--max-iter", type=int, help="poly, cosine (default: all iterations)")
-    g.add_argument("--min-lr", type=float, help="cosine (default: 0)")
-    g.add_argument("--warmup", type=int, help="linear warm-up iterations (default: 0)")
+    g.add_argument("--min-lr", type=float, help="cosine, in [0, --lr] (default: 0)")
+    g.add_argument(
+        "--warmup", type=int, help="linear warm-up iterations, fewer than the run's (default: 0)"
+    )
     p.add_argument("--weight-decay", type=float, help="L2 weight decay (default: none)")
     p.add_argument("--dropout", type=float, help="digits_cnn: dropout before the last layer")
     p.add_argument("--seed", type=int, help=f"weights, split and shuffling (default: {d['seed']})")
@@ -83,8 +109,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="standardise inputs per channel with the training split's mean and std, saved "
         "with the model (default: on)",
     )  # fmt: skip
-    p.add_argument("--out", metavar="DIR", help="run directory (default: a new one under runs/)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint file")
+    p.add_argument(
+        "--out", metavar="DIR", help="run directory, new or empty (default: a new one under runs/)"
+    )
+    p.add_argument(
+        "--resume", metavar="CHECKPOINT",
+        help="continue a run from its checkpoint, in its own directory or a new --out; the "
+        "run keeps its settings, only --epochs may change",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--distributed", action="store_true",
@@ -101,11 +133,15 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a test set")
     p.add_argument("model_file", metavar="MODEL_FILE")
     _add_data_args(p, "dataset name or .npz path (default: the data it was trained on)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=_positive_int, default=256)
 
     p = sub.add_parser("predict", help="class and probabilities of an input (.npy or .png)")
     p.add_argument("model_file", metavar="MODEL_FILE")
-    p.add_argument("input", metavar="INPUT", help=".npy (one example or a batch) or .png image")
+    p.add_argument(
+        "input", metavar="INPUT",
+        help=".npy (one example or a batch, up to 512 MiB) or .png image (up to 4096x4096; "
+        "8 or 16 bits)",
+    )  # fmt: skip
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="PNG: dark ink on light paper is inverted (default: auto)")  # fmt: skip
 
@@ -140,8 +176,12 @@ def _add_data_args(p: argparse.ArgumentParser, data_help: str) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODELS, help="zoo model (instead of MODEL_FILE)")
-    p.add_argument("--input-shape", type=parse_shape, help="per example, e.g. 1,28,28")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument(
+        "--input-shape", type=parse_shape,
+        help="one example's shape, without the batch axis, e.g. 1,28,28 (at most "
+        f"{MAX_INPUT_SIZE:,} values)",
+    )  # fmt: skip
+    p.add_argument("--num-classes", type=_class_count, default=10, help="default: 10")
 
 
 # Commands whose parser and runner live in a module of their own: ``add_parser(sub)`` and
@@ -181,8 +221,34 @@ def _run(args: argparse.Namespace) -> int:
     return getattr(commands, f"run_{args.command}")(args)
 
 
+# What bad input raises, printed as one line: our own errors, and what a damaged file or a
+# failed run can raise from the libraries (zip and struct errors, an arithmetic overflow).
+INPUT_ERRORS = (
+    CliError, ValueError, TypeError, OSError, RuntimeError, ImportError, EOFError,
+    ArithmeticError, zipfile.BadZipFile, struct.error,
+)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``deltanet`` command; returns the exit status (2 on bad input)."""
+    """Entry point of the ``deltanet`` command; returns the exit status (2 on bad input).
+
+    No traceback reaches the user: bad input is one ``deltanet: error:`` line (status 2),
+    running out of memory one line (status 1), Ctrl-C ``deltanet: interrupted`` (status 130),
+    and the data loaders' notes (``DataNote``) print as ``deltanet: note:`` lines.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    except KeyboardInterrupt:
+        print("deltanet: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of our output left (deltanet summary | head -1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -190,10 +256,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return _run(args)
-    except KeyboardInterrupt:
-        print("deltanet: interrupted", file=sys.stderr)
-        return 130
-    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as err:
+    except BrokenPipeError:
+        raise
+    except INPUT_ERRORS as err:
         # Bad input and failed runs get one clear line, not a traceback.
         print(f"deltanet: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError as err:
+        detail = f" ({err})" if str(err) else ""
+        print(f"deltanet: error: out of memory{detail}.", file=sys.stderr)
+        return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Notes from the data loaders as one line; other warnings as Python shows them."""
+    if issubclass(category, DataNote):
+        print(f"deltanet: note: {message}", file=sys.stderr)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_SHOW_WARNING = warnings.showwarning
