@@ -68,3 +68,22 @@ def test_bad_inputs():
         plots.plot_filters(np.zeros(5), "unused.png")
     with pytest.raises(TypeError, match="History"):
         plots.plot_history([1, 2], "unused.png")
+
+
+def test_a_confusion_matrix_of_1000_classes_draws_in_bounded_time_and_memory(tmp_path):
+    """One label per cell and a figure growing with K took minutes and gigabytes at 200+."""
+    from tests.faults.harness import run_python
+
+    proc = run_python(
+        """
+        import numpy as np
+        from deltanet.plots import plot_confusion_matrix
+        cm = np.random.default_rng(0).integers(0, 5, (1000, 1000))
+        plot_confusion_matrix(cm, "cm.png")
+        """,
+        cwd=tmp_path,
+        memory_mb=1024,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "cm.png").stat().st_size > 0

@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("export: --torch-template needs --torch OUT.")
     _check_outputs(args)
     model, shape = _model_and_shape(args)
+    torch_tensors = None
+    if args.torch:  # every refusal of the state dict before any file is written
+        from deltanet.io.torch_weights import torch_state
+
+        torch_tensors = torch_state(model, template=args.torch_template)
     if args.onnx:
         if shape is None:
             raise CliError(
@@ -65,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(f"export: --onnx needs the onnx package ({err}).") from None
         export_onnx(model, args.onnx, shape)
         print(f"wrote {args.onnx} (ONNX opset 17, input (batch, {', '.join(map(str, shape))}))")
-    if args.torch:
-        from deltanet.io.torch_weights import save_torch_weights
+    if args.torch and torch_tensors is not None:
+        from deltanet.io.safetensors import write_safetensors
 
-        mapping = save_torch_weights(model, args.torch, template=args.torch_template)
+        tensors, mapping = torch_tensors
+        write_safetensors(args.torch, tensors)
         print(f"wrote {args.torch} ({len(mapping)} tensors, a PyTorch state dict)")
     return 0
 

@@ -63,13 +63,25 @@ def save_torch_weights(
     names and dtypes are the template's, matched as ``load_torch_weights`` matches them.
     Returns ``{torch_name: deltanet_name}``.
     """
+    tensors, mapping = torch_state(model, template)
+    write_safetensors(path, tensors)
+    return mapping
+
+
+def torch_state(
+    model: Layer, template: str | os.PathLike | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """What ``save_torch_weights`` writes, without writing: ``(tensors, {torch: deltanet})``.
+
+    Every refusal (a packed model, a template that does not match) happens here, so a caller
+    that writes several files can find them all before writing any.
+    """
     _check_model("save_torch_weights", model)
     _check_unpacked("save_torch_weights", model, "Export the unpacked model")
     state = model.state_dict()
     if template is None:
         tensors = {name: np.asarray(value, order="C") for name, value in state.items()}
-        write_safetensors(path, tensors)
-        return {name: name for name in state}
+        return tensors, {name: name for name in state}
     where = os.fspath(template)
     reference, _ = read_safetensors(template)
     mapping = match_state(model, reference, where)
@@ -77,8 +89,7 @@ def save_torch_weights(
         torch_name: _cast(where, torch_name, state[name], reference[torch_name].dtype)
         for torch_name, name in mapping.items()
     }
-    write_safetensors(path, tensors)
-    return mapping
+    return tensors, mapping
 
 
 def match_state(model: Layer, tensors: dict[str, np.ndarray], where: str) -> dict[str, str]:

@@ -344,6 +344,19 @@ def test_cli_export_torch_of_a_packed_model_writes_nothing(tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_cli_export_onnx_and_torch_of_a_packed_model_writes_neither(tmp_path):
+    """The state dict is refused before the ONNX file (which alone would be fine) is written."""
+    pytest.importorskip("onnx")
+    dn.save(_packed(), tmp_path / "packed.safetensors")
+    before = snapshot(tmp_path)
+    proc = run_cli(
+        "export", "packed.safetensors", "--onnx", "p.onnx", "--torch", "w.safetensors",
+        "--input-shape", "1,8,8", cwd=tmp_path,
+    )  # fmt: skip
+    assert_clean_error(proc, "is bit-packed")
+    assert snapshot(tmp_path) == before
+
+
 # --- shapes as the user gave them ----------------------------------------------------------------
 
 
