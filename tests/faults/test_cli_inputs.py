@@ -277,3 +277,46 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     proc.stdout.close()  # as `| head -1` does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "Traceback" not in err and "Exception" not in err, err
+
+
+FINDER = """
+import sys
+
+class Interrupt:  # Ctrl-C while the package itself loads (numpy, the layers, ...)
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "deltanet.layers":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+def _with_finder(tmp_path, *argv):
+    """Run ``python ARGV`` with the finder installed at start-up (sitecustomize)."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FINDER)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    return subprocess.run(
+        [sys.executable, *argv], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_ctrl_c_while_python_m_deltanet_imports_the_package_exits_130(tmp_path):
+    proc = _with_finder(tmp_path, "-m", "deltanet", "summary", "--model", "mlp")
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "deltanet: interrupted\n"
+
+
+def test_ctrl_c_while_the_deltanet_command_imports_the_package_exits_130(tmp_path):
+    script = tmp_path / "deltanet"  # what pip's console script runs
+    script.write_text("import sys\nfrom deltanet.cli import main\nsys.exit(main())\n")
+    proc = _with_finder(tmp_path, str(script), "summary", "--model", "mlp")
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "deltanet: interrupted\n"
+
+
+def test_ctrl_c_while_a_users_program_imports_deltanet_stays_the_users(tmp_path):
+    (tmp_path / "mine.py").write_text("import deltanet\n")
+    proc = _with_finder(tmp_path, "mine.py")
+    assert proc.returncode != 130 and "KeyboardInterrupt" in proc.stderr
