@@ -250,6 +250,9 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+GRADCHECK_MAX_BATCH = 256
+
+
 def run_gradcheck(args: argparse.Namespace) -> int:
     """Check every parameter's gradient by central differences; status 1 when one disagrees.
 
@@ -260,8 +263,11 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     from deltanet.ops.losses import softmax_cross_entropy
 
     model, shape = _model_from_args(args)
-    if args.batch < 1:
-        raise CliError(f"--batch must be >= 1. Received: {args.batch}.")
+    if not 1 <= args.batch <= GRADCHECK_MAX_BATCH:
+        raise CliError(
+            f"--batch must be from 1 to {GRADCHECK_MAX_BATCH} (every parameter costs two passes "
+            f"over the batch; a few examples check the gradient as well). Received: {args.batch}."
+        )
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((args.batch, *shape))
     model.eval()  # dropout off: the cost must be a fixed function of the weights

@@ -320,3 +320,9 @@ def test_ctrl_c_while_a_users_program_imports_deltanet_stays_the_users(tmp_path)
     (tmp_path / "mine.py").write_text("import deltanet\n")
     proc = _with_finder(tmp_path, "mine.py")
     assert proc.returncode != 130 and "KeyboardInterrupt" in proc.stderr
+
+
+@pytest.mark.parametrize("batch", ["0", "257", "1000000000"])
+def test_gradcheck_batch_out_of_range_names_the_flag(tmp_path, batch):
+    proc = run_cli("gradcheck", "--model", "mlp", "--batch", batch, cwd=tmp_path)
+    assert_clean_error(proc, "--batch must be from 1 to 256", f"Received: {batch}")
