@@ -9,9 +9,10 @@ what makes the same numbers fast, and the tests compare each fast path with the 
 - ``*_numba.py``: numba kernels, imported only inside the functions that need them, after
   ``enabled()`` said yes, so ``import deltanet`` never imports numba (about 0.5 s).
 
-``enabled()`` is False without numba (``pip install "deltanet[fast]"``), after
-``set_enabled(False)``, or when the environment sets ``DELTANET_NUMBA=0`` (the default that
-``set_enabled(None)`` restores); the planned NumPy paths (chunks, BLAS products) run then.
+numba is a dependency of deltanet, so an ordinary install has the kernels. ``enabled()`` is
+False without numba (deltanet then says so once, on stderr), after ``set_enabled(False)``, or
+when the environment sets ``DELTANET_NUMBA=0`` (the default that ``set_enabled(None)``
+restores); the planned NumPy paths (chunks, BLAS products) run then.
 See ``docs/performance.md`` for what each path does and what it was measured to gain.
 """
 
@@ -20,10 +21,17 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 _choice: bool | None = None  # set_enabled's choice; None: DELTANET_NUMBA decides
+_told = False  # whether the fallback to the NumPy paths was reported (once a process)
+
+FALLBACK_NOTE = (
+    "deltanet: numba is not installed, so every layer runs its NumPy reference code "
+    "(correct, 2-3x slower): pip install numba"
+)
 
 
 @functools.cache
@@ -34,9 +42,20 @@ def _numba_installed() -> bool:
 def enabled() -> bool:
     """Whether the numba kernels run: numba is installed and neither ``set_enabled(False)`` nor
     ``DELTANET_NUMBA=0`` turned them off."""
-    if _choice is not None:
-        return _choice and _numba_installed()
-    return os.environ.get("DELTANET_NUMBA", "1") != "0" and _numba_installed()
+    wanted = _choice if _choice is not None else os.environ.get("DELTANET_NUMBA", "1") != "0"
+    if wanted and not _numba_installed():
+        _tell_fallback()
+        return False
+    return wanted
+
+
+def _tell_fallback() -> None:
+    """Say once, on stderr, that the fast kernels are missing (a choice to turn them off is not
+    reported: ``DELTANET_NUMBA=0`` or ``set_enabled(False)``)."""
+    global _told
+    if not _told:
+        _told = True
+        print(FALLBACK_NOTE, file=sys.stderr)
 
 
 def set_enabled(flag: bool | None) -> None:
@@ -46,8 +65,7 @@ def set_enabled(flag: bool | None) -> None:
         raise TypeError(f"set_enabled expects True, False or None. Received: {flag!r}.")
     if flag and not _numba_installed():
         raise ValueError(
-            "set_enabled(True): numba is not installed. "
-            'Install it with pip install "deltanet[fast]".'
+            "set_enabled(True): numba is not installed. Install it with pip install numba."
         )
     _choice = flag
 
