@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from deltanet import fast
 from deltanet.binary.popcount import (
     pack_bits,
     pack_channel_signs,
@@ -103,16 +104,37 @@ def conv_counts(
     w_c = words.shape[-1]
     words = words.reshape(n, groups, *spatial, w_c)
     words = np.pad(words, ((0, 0), (0, 0), *pads, (0, 0)))  # zero words: fixed below
+    valid, corr = _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words)
+    if fast.enabled():
+        return _conv_counts_numba(words, w_words, kernel, stride, dilation, out, valid, corr, c_g)
     win = sliding_windows(np.moveaxis(words, -1, 2), kernel, stride, dilation, out)
     # (N, G, W_c, *out, *k) -> (G, N, *out, *k, W_c): one row of K_pos * W_c words per window
     axes = (1, 0, *range(3, 3 + 2 * nd), 2)
     rows = win.transpose(axes).reshape(groups, n * p, k_pos * w_c)
     d = xor_popcount(rows, w_words.reshape(groups, c_out // groups, k_pos * w_c))
-    valid, corr = _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words)
     corr = corr.reshape(p, groups, c_out // groups).transpose(1, 0, 2)  # (G, P, O_g)
     d = d.reshape(groups, n, p, -1) - corr[:, None]
     counts = (c_g * valid)[None, None, :, None] - 2 * d  # (G, N, P, O_g)
     return np.ascontiguousarray(counts.transpose(1, 0, 3, 2)).reshape(n, c_out, *out)
+
+
+def _conv_counts_numba(words, w_words, kernel, stride, dilation, out, valid, corr, c_g):
+    """``conv_counts`` in one numba kernel over the padded words ``(N, G, *padded, W_c)``:
+    no window copy, the counts written in place as ``(N, C_out, *out)``."""
+    from deltanet.binary import popcount_numba  # imports numba: only when it is wanted
+
+    n, groups, w_c = words.shape[0], words.shape[1], words.shape[-1]
+    c_out, k_pos = w_words.shape[0], w_words.shape[1]
+    xp = np.ascontiguousarray(words.reshape(n, groups, *fast.lift3d(words.shape[2:-1]), w_c))
+    # (G, K_pos, W_c, O_g): the output channels innermost, the loop the kernel vectorises
+    wt = np.ascontiguousarray(
+        w_words.reshape(groups, c_out // groups, k_pos, w_c).transpose(0, 2, 3, 1)
+    )
+    counts = np.empty((n, c_out, math.prod(out)), np.int32)
+    geometry = (fast.lift3d(kernel), fast.lift3d(stride), fast.lift3d(dilation), fast.lift3d(out))
+    corr = np.ascontiguousarray(corr, np.int32)
+    popcount_numba.conv_counts(xp, wt, *geometry, valid.astype(np.int32), corr, c_g, counts)
+    return counts.reshape(n, c_out, *out)
 
 
 def _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words):

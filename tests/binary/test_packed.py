@@ -39,6 +39,8 @@ CONV_CASES = [  # (x shape, C_out, kernel, stride, padding, dilation, groups)
     ((1, 8, 7, 6), 4, (3, 2), (2, 1), ((2, 0), (1, 1)), (1, 2), 2),
     ((1, 4, 4, 5, 4), 2, (2, 3, 2), (1, 1, 1), "same", (1, 1, 1), 1),
     ((2, 6, 9, 9), 6, (3, 3), (3, 2), ((0, 0), (0, 0)), (1, 1), 3),
+    # 5 words per position (the numba kernel takes 4 at a time, then the rest), 2 groups
+    ((1, 2 * 300, 4, 5), 6, (3, 3), (1, 2), ((1, 1), (2, 0)), (1, 1), 2),
 ]
 
 
