@@ -1,6 +1,6 @@
 """Binary layers: bit-packed XNOR-popcount against deltanet float32 and PyTorch float32.
 
-    python -m benchmarks.bench_binary [--repeat 15] [--json out.json]
+    python -m benchmarks.bench_binary [--repeat 15] [--threads N] [--json out.json]
     python benchmarks/bench_binary.py
 
 Two shapes, as the issue asks: a 1-bit dense layer 4096 -> 4096 at batch 64 and a 1-bit 3x3
@@ -13,7 +13,12 @@ interleaved round by round, the median time of one inference forward pass of:
   its latent weights on every call, then runs the float GEMM / convolution);
 - f32 GEMM only: the float product alone, on ±1 arrays binarized beforehand (``dense_forward`` /
   ``conv_forward``): the lower bound of any float path;
-- torch float32: ``F.linear`` / ``F.conv2d`` on the same ±1 inputs and weights.
+- torch float32: ``F.linear`` / ``F.conv2d`` on the same ±1 inputs and weights, in a process
+  of its own (so that neither framework's idle worker threads slow the other's calls) with as many
+  threads as the numba kernels (``--threads``, default numba's count), the same rounds.
+
+It prints the CPU and the instruction sets that matter here (AVX2, AVX-512, VPOPCNTDQ), the
+target numba compiles for, and whether the conv kernel's code holds ``vpopcntq``.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,17 +56,122 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, object, np.ndarray]]:
     ]
 
 
-def _torch_fn(layer, x):
+def _signs(layer, x) -> tuple[np.ndarray, np.ndarray]:
+    """The ±1 input and weight that every float path multiplies."""
+    xs = np.where(x >= 0, 1, -1).astype(np.float32)
+    return xs, np.ascontiguousarray(layer.quantized_weight(), np.float32)
+
+
+def _timed(fns: dict, repeat: int) -> dict[str, float]:
+    """Median ms of each function: interleaved in blocks of 5 calls, each after one untimed call,
+    as ``benchmarks.harness``, so that drifting load hits every path alike, while the worker
+    threads the previous path left spinning (numba's, OpenBLAS's) do not land on the first call."""
+    for fn in fns.values():
+        fn()  # warm up: numba compilation or cache load, BLAS threads
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    first = next(iter(fns))
+    while len(times[first]) < repeat:
+        n = min(5, repeat - len(times[first]))
+        for key, fn in fns.items():
+            fn()
+            for _ in range(n):
+                t = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def _torch_child(path: str, threads: int, repeat: int) -> int:
+    """The ``--torch-child`` process: time ``F.linear`` / ``F.conv2d`` on the saved ±1 arrays."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    data = np.load(path)
+    fns = {}
+    for i in range(len(data.files) // 2):
+        xt, wt = torch.from_numpy(data[f"x{i}"]), torch.from_numpy(data[f"w{i}"])
+        if wt.ndim == 2:
+            fns[str(i)] = lambda xt=xt, wt=wt: F.linear(xt, wt)
+        else:
+            fns[str(i)] = lambda xt=xt, wt=wt: F.conv2d(xt, wt, padding=1)
+    with torch.inference_mode():
+        med = _timed(fns, repeat)
+    print(json.dumps({"threads": torch.get_num_threads(), "median_ms": med}))
+    return 0
+
+
+def _torch_times(arrays: list[tuple[np.ndarray, np.ndarray]], threads: int, repeat: int):
+    """Median ms per case from a PyTorch process of its own, or None without PyTorch."""
     try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return None
+    except ValueError:
         return None
-    xt = torch.from_numpy(np.where(x >= 0, 1, -1).astype(np.float32))
-    wt = torch.from_numpy(np.ascontiguousarray(layer.quantized_weight()))
-    if isinstance(layer, QDense):
-        return lambda: F.linear(xt, wt)
-    return lambda: F.conv2d(xt, wt, padding=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "signs.npz")
+        np.savez(
+            path, **{f"{k}{i}": a for i, pair in enumerate(arrays) for k, a in zip("xw", pair)}
+        )
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--torch-child", path]
+        cmd += ["--threads", str(threads), "--repeat", str(repeat)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        print(f"torch process failed:\n{done.stderr.strip()}", file=sys.stderr)
+        return None
+    med = json.loads(done.stdout.strip().splitlines()[-1])["median_ms"]
+    return [med[str(i)] for i in range(len(arrays))]
+
+
+def machine() -> dict[str, object]:
+    """The CPU, its instruction sets that matter here, numba's target and thread count."""
+    info: dict[str, object] = {"cpu": platform.processor() or platform.machine(), "isa": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            info["cpu"] = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            wanted = ("popcnt", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vpopcntdq")
+            info["isa"] = [f for f in wanted if f in flags]
+            break
+    info["cores"] = os.cpu_count()
+    from deltanet import fast
+
+    if fast.enabled():
+        import llvmlite.binding as llvm
+        import numba
+
+        info["numba_target"] = llvm.get_host_cpu_name()
+        info["numba_threads"] = numba.get_num_threads()
+    return info
+
+
+def _kernel_has_vpopcntq() -> bool | None:
+    """Whether the conv kernel compiles to ``vpopcntq`` on this CPU (None without numba): a
+    fresh serial compile of its source, as numba does not show the code it loaded from cache."""
+    from deltanet import fast
+
+    if not fast.enabled():
+        return None
+    import numba
+
+    from deltanet.binary import popcount_numba
+
+    kernel = popcount_numba.conv_counts
+    if not kernel.signatures:
+        return None
+    fresh = numba.njit(kernel.py_func)
+    sig = kernel.signatures[0]
+    fresh.compile(sig)
+    return "vpopcntq" in fresh.inspect_asm(sig)
 
 
 def _gemm_only(layer, x):
@@ -83,9 +196,9 @@ def _numpy_packed(packed, x):
     return run
 
 
-def measure(repeat: int) -> list[dict]:
+def measure(repeat: int, threads: int) -> list[dict]:
     rng = np.random.default_rng(0)
-    rows = []
+    rows, arrays = [], []
     for name, layer, x in _cases(rng):
         packed = pack(layer)
         fns = {
@@ -94,27 +207,15 @@ def measure(repeat: int) -> list[dict]:
             "deltanet float32": lambda q=layer, x=x: q(x),
             "f32 GEMM only": _gemm_only(layer, x),
         }
-        torch_fn = _torch_fn(layer, x)
-        if torch_fn is not None:
-            fns["torch float32"] = torch_fn
         y_ref, y_packed = layer(x), packed(x)
         err = float(np.max(np.abs(y_ref - y_packed)) / max(np.max(np.abs(y_ref)), 1e-30))
-        for fn in fns.values():
-            fn()  # warm up: numba compilation or cache load, BLAS threads
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        # Interleaved in blocks of 5 calls, each after one untimed call, as benchmarks.harness:
-        # so that drifting load hits every path alike, while the worker threads the previous
-        # path left spinning (numba's, OpenBLAS's, PyTorch's) do not land on the first call.
-        while len(times["packed"]) < repeat:
-            n = min(5, repeat - len(times["packed"]))
-            for key, fn in fns.items():
-                fn()
-                for _ in range(n):
-                    t = time.perf_counter()
-                    fn()
-                    times[key].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        med = _timed(fns, repeat)
         rows.append({"case": name, "median_ms": med, "max_rel_error": err})
+        arrays.append(_signs(layer, x))
+    torch_ms = _torch_times(arrays, threads, repeat)
+    for row, t in zip(rows, torch_ms or [None] * len(rows)):
+        if t is not None:
+            row["median_ms"]["torch float32"] = t
     return rows
 
 
@@ -139,15 +240,40 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="timed rounds (default 15)")
+    parser.add_argument(
+        "--threads", type=int, help="numba and PyTorch threads (default: numba's thread count)"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--torch-child", help=argparse.SUPPRESS)  # the PyTorch process
     args = parser.parse_args(argv)
+    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeat and --threads must be at least 1")
+    if args.torch_child:
+        return _torch_child(args.torch_child, args.threads or 1, args.repeat)
     from deltanet import fast
 
-    rows = measure(args.repeat)
-    print(f"numba kernels: {'on' if fast.enabled() else 'off'}; medians of {args.repeat}")
+    threads = args.threads or os.cpu_count() or 1
+    if fast.enabled():
+        import numba
+
+        threads = args.threads or numba.get_num_threads()
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        threads = numba.get_num_threads()
+    rows = measure(args.repeat, threads)
+    info = machine()
+    info["conv_kernel_vpopcntq"] = _kernel_has_vpopcntq()
+    print(
+        f"CPU: {info['cpu']}, {info['cores']} cores; ISA: {' '.join(info['isa']) or '?'}; "  # type: ignore[arg-type]
+        f"numba target: {info.get('numba_target', '-')}; "
+        f"conv kernel vpopcntq: {info['conv_kernel_vpopcntq']}"
+    )
+    print(
+        f"numba kernels: {'on' if fast.enabled() else 'off'}; {threads} threads (numba and "
+        f"PyTorch, PyTorch in a process of its own); medians of {args.repeat}"
+    )
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
     return 0
 
 
