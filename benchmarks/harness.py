@@ -1,11 +1,16 @@
-"""Timing side by side: interleaved blocks of steps, medians, the threads both frameworks get.
+"""Summaries of the per-process runs (``summarize``, the tables), and the old shared-process mode.
 
-Both frameworks run in the same process and take turns in short blocks of steps (see
-``compare``), so a slow moment of the machine (other processes, turbo, caches) hits both alike;
-the median of the per-step times ignores the odd outlier. On a shared machine the load also
-drifts over seconds, so the table gives a second estimate of the ratio as well: the median over
-the block pairs of (deltanet's block median / PyTorch's block median), which compares only
-steps that ran a fraction of a second apart.
+``python -m benchmarks`` times each framework in processes of its own (``benchmarks.child``);
+``summarize`` turns the rounds of one workload into a row: each framework's median over the
+rounds of the per-process median step time, the spread (min-max) over the rounds, the ratio
+of the medians and the peak resident set of the processes.
+
+The rest is the old mode (``--shared-process``): both frameworks run in the same process and
+take turns in short blocks of steps (see ``compare``). It is kept for quick looks only: each
+framework's idle worker threads spin after its last step and slow the other one down
+(PERF_NOTES: PyTorch's VGG-block step 37-94 ms shared against 25-34 ms alone). Its table
+also gives the paired ratio: the median over the block pairs of (deltanet's block median /
+PyTorch's block median).
 """
 
 from __future__ import annotations
@@ -158,4 +163,82 @@ def format_table(results: list[Result], memory: list[dict] | None = None) -> str
                 f"| {m['framework']} | {m['batch']} | {m['steps']} | {m['peak_mib']:.1f} | "
                 f"{m['base_mib']:.1f} | {m['peak_mib'] - m['base_mib']:.1f} |"
             )
+    return "\n".join(lines)
+
+
+def _median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def summarize(name: str, runs: list[dict], target: float | None = None) -> dict:
+    """One workload's row from its child processes' JSON (all rounds, both frameworks)."""
+    row: dict = {"name": name, "target": target, "batch": runs[0]["batch"] if runs else None}
+    for fw in ("deltanet", "torch"):
+        mine = [r for r in runs if r["framework"] == fw]
+        ms = [r["median_ms"] for r in mine]
+        ips = [r["images_per_s"] for r in mine]
+        row[f"{fw}_ms"] = _median(ms)
+        row[f"{fw}_ms_rounds"] = ms
+        row[f"{fw}_ms_spread"] = [min(ms), max(ms)] if ms else None
+        row[f"{fw}_images_per_s"] = _median(ips)
+        row[f"{fw}_peak_mib"] = max((r["peak_mib"] for r in mine), default=None)
+    d, t = row["deltanet_ms"], row["torch_ms"]
+    row["ratio"] = None if d is None or t is None else d / t
+    return row
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _spread(s: list[float] | None) -> str:
+    return "-" if not s else f"{s[0]:.2f}-{s[1]:.2f}"
+
+
+def format_rounds_table(rows: list[dict]) -> str:
+    """The markdown table of ``summarize`` rows."""
+    lines = [
+        "| workload | batch | deltanet ms | spread | PyTorch ms | spread | ratio "
+        "| deltanet img/s | PyTorch img/s | peak MiB deltanet | peak MiB PyTorch | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        target = "-" if r["target"] is None else f"<= {r['target']:g}"
+        lines.append(
+            f"| {r['name']} | {r['batch']} | {_fmt(r['deltanet_ms'])} "
+            f"| {_spread(r['deltanet_ms_spread'])} | {_fmt(r['torch_ms'])} "
+            f"| {_spread(r['torch_ms_spread'])} | {_fmt(r['ratio'])} "
+            f"| {_fmt(r['deltanet_images_per_s'], '.0f')} | {_fmt(r['torch_images_per_s'], '.0f')} "
+            f"| {_fmt(r['deltanet_peak_mib'], '.0f')} | {_fmt(r['torch_peak_mib'], '.0f')} "
+            f"| {target} |"
+        )
+    return "\n".join(lines)
+
+
+def machine_block(info: dict, args) -> str:
+    """The machine and the method, as lines of text above the table."""
+    from benchmarks import machine
+
+    lines = [
+        f"machine: {info['cpu_model']}, {machine.isa_summary(info['isa'])}, "
+        f"{info['logical_cores']} logical cores; ISA flags: {' '.join(info['isa']) or '-'}",
+        f"threads: {info['threads']} for both frameworks (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, "
+        f"threadpoolctl, torch.set_num_threads)",
+    ]
+    np_side = info.get("numpy_side")
+    if np_side:
+        lines.append(
+            f"deltanet: NumPy {np_side['numpy']}, BLAS {machine.blas_summary(np_side)}, numba "
+            f"{np_side['numba'] or 'absent'}, deltanet.fast "
+            f"{'on' if np_side['deltanet_fast'] else 'off'}"
+        )
+    if info.get("torch_side"):
+        lines.append(f"PyTorch: {machine.torch_summary(info['torch_side'])}")
+    lines.append(
+        f"method: each framework in a fresh process per workload and round, {args.rounds} "
+        f"rounds alternating which framework goes first; per process {args.warmup} warm-up "
+        f"steps, {args.settle:g} s settle, median of {args.steps} timed steps; main job: "
+        f"median images/s over epochs 2-{args.epochs}; table: median over rounds, spread "
+        f"min-max over rounds, ratio deltanet/PyTorch of the medians (> 1: deltanet slower)"
+    )
     return "\n".join(lines)
