@@ -98,43 +98,52 @@ def conv_counts(
     n, c, *spatial = x.shape
     nd, c_g, c_out = len(kernel), c // groups, w_words.shape[0]
     pads, out = checked_geometry(spatial, kernel, stride, padding, dilation)
+    if fast.enabled():
+        counts = np.empty((n, c_out, *out), np.int32)
+        geometry = (kernel, stride, dilation, pads, out)
+        return conv_numba(x, w_words, geometry, groups, None, None, counts)
     k_pos, p = math.prod(kernel), math.prod(out)
     # (N, G, *in, W_c): packed once, before the windows repeat each position K_pos times
     words = pack_channel_signs(x.reshape(n * groups, c_g, -1))
     w_c = words.shape[-1]
     words = words.reshape(n, groups, *spatial, w_c)
     words = np.pad(words, ((0, 0), (0, 0), *pads, (0, 0)))  # zero words: fixed below
-    valid, corr = _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words)
-    if fast.enabled():
-        return _conv_counts_numba(words, w_words, kernel, stride, dilation, out, valid, corr, c_g)
     win = sliding_windows(np.moveaxis(words, -1, 2), kernel, stride, dilation, out)
     # (N, G, W_c, *out, *k) -> (G, N, *out, *k, W_c): one row of K_pos * W_c words per window
     axes = (1, 0, *range(3, 3 + 2 * nd), 2)
     rows = win.transpose(axes).reshape(groups, n * p, k_pos * w_c)
     d = xor_popcount(rows, w_words.reshape(groups, c_out // groups, k_pos * w_c))
+    valid, corr = _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words)
     corr = corr.reshape(p, groups, c_out // groups).transpose(1, 0, 2)  # (G, P, O_g)
     d = d.reshape(groups, n, p, -1) - corr[:, None]
     counts = (c_g * valid)[None, None, :, None] - 2 * d  # (G, N, P, O_g)
     return np.ascontiguousarray(counts.transpose(1, 0, 3, 2)).reshape(n, c_out, *out)
 
 
-def _conv_counts_numba(words, w_words, kernel, stride, dilation, out, valid, corr, c_g):
-    """``conv_counts`` in one numba kernel over the padded words ``(N, G, *padded, W_c)``:
-    no window copy, the counts written in place as ``(N, C_out, *out)``."""
+def conv_numba(x, w_words, geometry, groups, scale, shift, out):
+    """``conv_counts`` in one numba kernel, into ``out (N, C_out, *out)``: int32 counts, or with
+    ``scale`` and ``shift`` the affine ``count * scale + shift`` in out's dtype. ``geometry``:
+    ``(kernel, stride, dilation, pads, out)``. No padded copy and no window copy: the kernel
+    reads the packed words ``(N, G, *in, W_c)`` and skips the padded taps."""
     from deltanet.binary import popcount_numba  # imports numba: only when it is wanted
 
-    n, groups, w_c = words.shape[0], words.shape[1], words.shape[-1]
-    c_out, k_pos = w_words.shape[0], w_words.shape[1]
-    xp = np.ascontiguousarray(words.reshape(n, groups, *fast.lift3d(words.shape[2:-1]), w_c))
+    kernel, stride, dilation, pads, size = geometry
+    n, c, *spatial = x.shape
+    c_out, k_pos, w_c = w_words.shape
+    words = pack_channel_signs(x.reshape(n * groups, c // groups, -1))
+    xw = words.reshape(n, groups, *fast.lift3d(spatial), w_c)
     # (G, K_pos, W_c, O_g): the output channels innermost, the loop the kernel vectorises
     wt = np.ascontiguousarray(
         w_words.reshape(groups, c_out // groups, k_pos, w_c).transpose(0, 2, 3, 1)
     )
-    counts = np.empty((n, c_out, math.prod(out)), np.int32)
-    geometry = (fast.lift3d(kernel), fast.lift3d(stride), fast.lift3d(dilation), fast.lift3d(out))
-    corr = np.ascontiguousarray(corr, np.int32)
-    popcount_numba.conv_counts(xp, wt, *geometry, valid.astype(np.int32), corr, c_g, counts)
-    return counts.reshape(n, c_out, *out)
+    lo = (0,) * (3 - len(pads)) + tuple(p[0] for p in pads)  # the lifted axes: no padding
+    lift = (fast.lift3d(kernel), fast.lift3d(stride), fast.lift3d(dilation), lo, fast.lift3d(size))
+    affine = scale is not None
+    if not affine:
+        scale = shift = np.zeros(c_out, out.dtype)
+    flat = out.reshape(n, c_out, -1)
+    popcount_numba.conv_counts(xw, wt, *lift, c // groups, scale, shift, affine, flat)
+    return out
 
 
 def _padding_terms(spatial, pads, kernel, stride, dilation, out, w_words):
@@ -290,6 +299,12 @@ class PackedConv(_PackedBase):
             checked_geometry(x.shape[2:], *hyper)
         except ValueError as err:
             raise ValueError(f"{self.label()}: {err}") from None
+        if fast.enabled() and x.dtype in (np.float32, np.float64):  # counts and affine fused
+            pads, out = checked_geometry(x.shape[2:], *hyper)
+            y = np.empty((x.shape[0], self.out_channels, *out), x.dtype)
+            geometry = (self.kernel_size, self.stride, self.dilation, pads, out)
+            scale, shift = self.scale.astype(x.dtype), self.shift.astype(x.dtype)
+            return conv_numba(x, self.words(), geometry, self.groups, scale, shift, y), None
         counts = conv_counts(x, self.words(), *hyper, self.groups)
         return self._apply_affine(counts, x.dtype), None
 

@@ -48,7 +48,7 @@ def pack_channel_signs(x: np.ndarray) -> np.ndarray:
     ``pack_signs`` of ``x`` with the channel axis moved last; the numba kernel packs without
     the strided boolean copy that ``np.packbits`` needs here.
     """
-    if not fast.enabled():
+    if not fast.enabled() or x.dtype not in (np.float32, np.float64):  # the kernel: these two
         return pack_signs(np.moveaxis(x, 1, -1))
     from deltanet.binary import popcount_numba  # imports numba: only when it is wanted
 

@@ -56,19 +56,22 @@ def xor_popcount(a, w, out):  # pragma: no cover - compiled
 
 @njit(parallel=True)
 def conv_counts(  # pragma: no cover - compiled
-    xp, wt, kernel, stride, dilation, out_size, valid, corr, c_g, out
+    xw, wt, kernel, stride, dilation, pad_lo, out_size, c_g, scale, shift, affine, out
 ):
-    # xp (N, G, Dp, Hp, Wp, W_c): the padded input words; wt (G, K_pos, W_c, O_g): the weight
-    # words with the output channels innermost; valid (P,), corr (P, C_out): see packed.py;
-    # out (N, C_out, P) int32 counts. One output row (n, g, z, y) per iteration; its counts
-    # accumulate in acc (OW, O_g): for each input word, one pass over O_g contiguous weight
-    # words, four input words at a time so that acc is loaded and stored once per four.
-    n, g = xp.shape[0], xp.shape[1]
-    wc = xp.shape[5]
+    # xw (N, G, D, H, W, W_c): the input words, unpadded; wt (G, K_pos, W_c, O_g): the weight
+    # words, output channels innermost; out (N, C_out, P): the counts, or with ``affine`` the
+    # layer's output ``count * scale[o] + shift[o]`` in out's dtype (two roundings, as NumPy).
+    # A padded tap is skipped: it adds 0 to the dot product and nothing to the valid taps, so
+    # count = C_g * valid - 2 * (differing bits over the valid taps). One output row (n, g, z, y)
+    # per iteration; its counts accumulate in acc (OW, O_g), for each input word one pass over
+    # O_g contiguous weight words, four words at a time so that acc is loaded and stored once
+    # per four.
+    n, g, d_in, h_in, w_in, wc = xw.shape
     og = wt.shape[3]
     kd, kh, kw = kernel
     sd, sh, sw = stride
     dd, dh, dw = dilation
+    ld, lh, lw = pad_lo
     od, oh, ow = out_size
     rows = od * oh
     w4 = wc - wc % 4
@@ -78,18 +81,27 @@ def conv_counts(  # pragma: no cover - compiled
         z = (t % rows) // oh
         y = t % oh
         acc = np.zeros((ow, og), np.uint64)
+        valid = np.zeros(ow, np.int64)
         for a in range(kd):
+            zz = z * sd + a * dd - ld
+            if zz < 0 or zz >= d_in:
+                continue
             for b in range(kh):
-                zz, yy = z * sd + a * dd, y * sh + b * dh
+                yy = y * sh + b * dh - lh
+                if yy < 0 or yy >= h_in:
+                    continue
                 for c in range(kw):
                     kp = (a * kh + b) * kw + c
                     for x in range(ow):
-                        xx = x * sw + c * dw
+                        xx = x * sw + c * dw - lw
+                        if xx < 0 or xx >= w_in:
+                            continue
+                        valid[x] += 1
                         for k in range(0, w4, 4):
-                            v0 = xp[i, gi, zz, yy, xx, k]
-                            v1 = xp[i, gi, zz, yy, xx, k + 1]
-                            v2 = xp[i, gi, zz, yy, xx, k + 2]
-                            v3 = xp[i, gi, zz, yy, xx, k + 3]
+                            v0 = xw[i, gi, zz, yy, xx, k]
+                            v1 = xw[i, gi, zz, yy, xx, k + 1]
+                            v2 = xw[i, gi, zz, yy, xx, k + 2]
+                            v3 = xw[i, gi, zz, yy, xx, k + 3]
                             for o in range(og):
                                 acc[x, o] += (
                                     _popcount64(v0 ^ wt[gi, kp, k, o])
@@ -98,13 +110,13 @@ def conv_counts(  # pragma: no cover - compiled
                                     + _popcount64(v3 ^ wt[gi, kp, k + 3, o])
                                 )
                         for k in range(w4, wc):
-                            v0 = xp[i, gi, zz, yy, xx, k]
+                            v0 = xw[i, gi, zz, yy, xx, k]
                             for o in range(og):
                                 acc[x, o] += _popcount64(v0 ^ wt[gi, kp, k, o])
         p0 = (z * oh + y) * ow
         for o in range(og):
             oc = gi * og + o
             for x in range(ow):
-                p = p0 + x
-                d = np.int64(acc[x, o]) - corr[p, oc]
-                out[i, oc, p] = np.int32(c_g * valid[p] - 2 * d)
+                out[i, oc, p0 + x] = c_g * valid[x] - 2 * np.int64(acc[x, o])
+                if affine:  # the count, exact in out's dtype, then two roundings as NumPy's
+                    out[i, oc, p0 + x] = out[i, oc, p0 + x] * scale[oc] + shift[oc]

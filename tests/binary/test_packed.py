@@ -64,6 +64,25 @@ def test_conv_counts_are_exact_with_padding_strides_groups(
     np.testing.assert_array_equal(counts, ref.astype(np.int64))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[2], CONV_CASES[5]])
+def test_packed_conv_numba_output_is_bit_exact_with_numpy(case, dtype, monkeypatch):
+    """The numba path fuses counts and affine (float32/float64): the same bits as NumPy's."""
+    pytest.importorskip("numba")
+    shape, c_out, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(3)
+    layer = PackedConv(shape[1], c_out, kernel, stride, padding, dilation, groups)
+    w = rng.standard_normal((c_out, shape[1] // groups, *kernel))
+    layer.set_packed(pack_conv_weight(w, groups), rng.random(c_out) + 0.1, rng.random(c_out))
+    x = rng.standard_normal(shape).astype(dtype)
+    monkeypatch.setenv("DELTANET_NUMBA", "0")
+    ref = layer(x)
+    monkeypatch.setenv("DELTANET_NUMBA", "1")
+    y = layer(x)
+    assert y.dtype == ref.dtype == dtype
+    np.testing.assert_array_equal(y, ref)
+
+
 def test_conv_counts_naive_loop_at_the_border():
     """One output position by hand: padded taps contribute 0, valid taps ±1 products."""
     rng = np.random.default_rng(9)
