@@ -62,10 +62,11 @@ def _signs(layer, x) -> tuple[np.ndarray, np.ndarray]:
     return xs, np.ascontiguousarray(layer.quantized_weight(), np.float32)
 
 
-def _timed(fns: dict, repeat: int) -> dict[str, float]:
-    """Median ms of each function: interleaved in blocks of 5 calls, each after one untimed call,
-    as ``benchmarks.harness``, so that drifting load hits every path alike, while the worker
-    threads the previous path left spinning (numba's, OpenBLAS's) do not land on the first call."""
+def _timed(fns: dict, repeat: int, settle: float = 0.2) -> dict[str, float]:
+    """Median ms of each function: interleaved in blocks of 5 calls, each after ``settle`` s of
+    sleep and one untimed call, as ``benchmarks.harness``, so that drifting load hits every path
+    alike, while the worker threads the previous path left spinning (OpenBLAS's spin for about
+    0.1 s after a GEMM, and took a core from the packed kernel's next calls) have gone idle."""
     for fn in fns.values():
         fn()  # warm up: numba compilation or cache load, BLAS threads
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -73,6 +74,7 @@ def _timed(fns: dict, repeat: int) -> dict[str, float]:
     while len(times[first]) < repeat:
         n = min(5, repeat - len(times[first]))
         for key, fn in fns.items():
+            time.sleep(settle)
             fn()
             for _ in range(n):
                 t = time.perf_counter()
@@ -81,7 +83,7 @@ def _timed(fns: dict, repeat: int) -> dict[str, float]:
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
-def _torch_child(path: str, threads: int, repeat: int) -> int:
+def _torch_child(path: str, threads: int, repeat: int, settle: float) -> int:
     """The ``--torch-child`` process: time ``F.linear`` / ``F.conv2d`` on the saved ±1 arrays."""
     import torch
     import torch.nn.functional as F
@@ -96,12 +98,12 @@ def _torch_child(path: str, threads: int, repeat: int) -> int:
         else:
             fns[str(i)] = lambda xt=xt, wt=wt: F.conv2d(xt, wt, padding=1)
     with torch.inference_mode():
-        med = _timed(fns, repeat)
+        med = _timed(fns, repeat, settle)
     print(json.dumps({"threads": torch.get_num_threads(), "median_ms": med}))
     return 0
 
 
-def _torch_times(arrays: list[tuple[np.ndarray, np.ndarray]], threads: int, repeat: int):
+def _torch_times(arrays: list, threads: int, repeat: int, settle: float) -> list | None:
     """Median ms per case from a PyTorch process of its own, or None without PyTorch."""
     try:
         import importlib.util
@@ -116,7 +118,7 @@ def _torch_times(arrays: list[tuple[np.ndarray, np.ndarray]], threads: int, repe
             path, **{f"{k}{i}": a for i, pair in enumerate(arrays) for k, a in zip("xw", pair)}
         )
         cmd = [sys.executable, str(Path(__file__).resolve()), "--torch-child", path]
-        cmd += ["--threads", str(threads), "--repeat", str(repeat)]
+        cmd += ["--threads", str(threads), "--repeat", str(repeat), "--settle", str(settle)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
@@ -196,7 +198,7 @@ def _numpy_packed(packed, x):
     return run
 
 
-def measure(repeat: int, threads: int) -> list[dict]:
+def measure(repeat: int, threads: int, settle: float = 0.2) -> list[dict]:
     rng = np.random.default_rng(0)
     rows, arrays = [], []
     for name, layer, x in _cases(rng):
@@ -209,10 +211,10 @@ def measure(repeat: int, threads: int) -> list[dict]:
         }
         y_ref, y_packed = layer(x), packed(x)
         err = float(np.max(np.abs(y_ref - y_packed)) / max(np.max(np.abs(y_ref)), 1e-30))
-        med = _timed(fns, repeat)
+        med = _timed(fns, repeat, settle)
         rows.append({"case": name, "median_ms": med, "max_rel_error": err})
         arrays.append(_signs(layer, x))
-    torch_ms = _torch_times(arrays, threads, repeat)
+    torch_ms = _torch_times(arrays, threads, repeat, settle)
     for row, t in zip(rows, torch_ms or [None] * len(rows)):
         if t is not None:
             row["median_ms"]["torch float32"] = t
@@ -243,13 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, help="numba and PyTorch threads (default: numba's thread count)"
     )
+    parser.add_argument(
+        "--settle", type=float, default=0.2, help="seconds of sleep before each block (0.2)"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--torch-child", help=argparse.SUPPRESS)  # the PyTorch process
     args = parser.parse_args(argv)
-    if args.repeat < 1 or (args.threads is not None and args.threads < 1):
-        parser.error("--repeat and --threads must be at least 1")
+    if args.repeat < 1 or (args.threads is not None and args.threads < 1) or args.settle < 0:
+        parser.error("--repeat and --threads must be at least 1, --settle at least 0")
     if args.torch_child:
-        return _torch_child(args.torch_child, args.threads or 1, args.repeat)
+        return _torch_child(args.torch_child, args.threads or 1, args.repeat, args.settle)
     from deltanet import fast
 
     threads = args.threads or os.cpu_count() or 1
@@ -259,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.threads or numba.get_num_threads()
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         threads = numba.get_num_threads()
-    rows = measure(args.repeat, threads)
+    rows = measure(args.repeat, threads, args.settle)
     info = machine()
     info["conv_kernel_vpopcntq"] = _kernel_has_vpopcntq()
     print(
