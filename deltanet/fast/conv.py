@@ -1,7 +1,8 @@
 """Convolution and transposed convolution on the planned path: ``ops/conv.py``'s signatures.
 
-``plan.conv_path`` picks one of three ways to the same numbers by shape: direct loops for few
-taps (``conv_direct.py``), the GEMM a chunk of the batch at a time for large windows
+``plan.conv_path`` picks one of four ways to the same numbers by shape: direct loops for few
+taps (``conv_direct.py``), Winograd's transforms for 3x3 stride-1 layers with many channels
+(``winograd.py``), the GEMM a chunk of the batch at a time for large windows
 (``conv_chunked.py``), or ``ops/conv.py``'s whole-batch GEMM, here with the compiled window
 copies (``fast/im2col.py``) and the weight gradient's thin products (``thin_matmul.py``). The
 cache is an ``ops.conv.ConvCache`` whose ``path`` says which; ``conv_backward`` takes any.
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deltanet.fast import conv_chunked, conv_direct, plan
+from deltanet.fast import conv_chunked, conv_direct, plan, winograd
 from deltanet.fast.im2col import col2im, im2col
 from deltanet.fast.thin_matmul import matmul_nt
 from deltanet.ops.conv import (
@@ -57,11 +58,16 @@ def conv_forward(
     padding: int | str | Sequence = 0,
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
+    *,
+    algorithm: str = "auto",
 ) -> tuple[np.ndarray, ConvCache]:
-    """``ops.conv.conv_forward`` on the path the plan picks for these shapes."""
+    """``ops.conv.conv_forward`` on the path the plan picks for these shapes, or the one
+    ``algorithm`` names (``"gemm"``, ``"winograd"``, ``"direct"``; ``plan.conv_path``)."""
     win = conv_window(x, w, stride, padding, dilation, groups)
-    path = plan.conv_path(x, w, win, groups)
-    if path is ConvPath.DIRECT:
+    path = plan.conv_path(x, w, win, groups, algorithm)
+    if path is ConvPath.WINOGRAD:
+        y, saved = winograd.forward(x, w, b, win, groups)  # saved: the transformed input tiles
+    elif path is ConvPath.DIRECT:
         y, saved = conv_direct.forward(x, w, b, win)  # saved: the padded input
     elif path is ConvPath.CHUNKED:
         y, saved = conv_chunked.forward(x, w, b, win), x  # windows laid out again in backward
@@ -77,6 +83,11 @@ def conv_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
     """``ops.conv.conv_backward`` for a cache of any path."""
     saved, w, has_bias, win, padded_shape, groups, path = cache
+    if path is ConvPath.WINOGRAD:  # the cache holds the transformed input tiles
+        x_spatial = tuple(n - lo - hi for n, (lo, hi) in zip(padded_shape[2:], win.pads))
+        wdx = winograd.backward_data(dy, w, win, groups, x_spatial) if input_grad else None
+        wdw = winograd.weight_grad(dy, saved, w.shape, win, groups)
+        return wdx, wdw, bias_grad(dy) if has_bias else None
     if path is ConvPath.DIRECT:  # the cache holds the padded input
         dw = None if input_grad else conv_direct.weight_grad(dy, saved, win)
         if dw is not None:

@@ -30,6 +30,8 @@ class Thresholds:
     long_frame: int = 128  # frame cells from which a pass over the frame amortises its fixed cost
     direct_filters_long: int = 32  # filters up to which; more make the GEMM efficient
     frame_ratio: float = 1.5  # frame cells per output cell up to which the wasted cells pay off
+    # Winograd F(2x2)/F(4x4) for 3x3 stride-1 layers (winograd.py)
+    winograd_channels: int = 32  # C_in/G and C_out/G from which the 36 GEMMs outweigh transforms
     # compiled dot products for small weight gradients (thin_matmul.py)
     thin_out: int = 256  # result cells up to which OpenBLAS splits the product badly over 2 threads
     thin_min_k: int = 4096  # contraction length from which the dot products win
@@ -77,10 +79,71 @@ def _direct(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
     )
 
 
-def conv_path(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> ConvPath:
-    """The path of a convolution: direct loops, the GEMM in chunks, or one GEMM."""
-    if _direct(x, w, win, groups):
+ALGORITHMS = ("auto", "gemm", "winograd", "direct")  # conv layers' ``algorithm`` argument
+
+
+def winograd_runs(w_shape: Sequence[int], win: Window) -> bool:
+    """Whether Winograd can run this convolution: 2-D, 3x3, stride 1, dilation 1."""
+    return (
+        len(w_shape) == 4
+        and tuple(w_shape[2:]) == (3, 3)
+        and all(s == 1 for s in win.stride)
+        and all(d == 1 for d in win.dilation)
+    )
+
+
+def direct_runs(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
+    """Whether the direct loops can run this convolution: one group, stride 1, float32/64."""
+    return (
+        groups == 1
+        and all(s == 1 for s in win.stride)
+        and x.dtype == w.dtype
+        and x.dtype in (np.float32, np.float64)
+        and enabled()
+    )
+
+
+def _winograd(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
+    """3x3 stride 1 with many channels per group, float32/64, compiled transforms."""
+    return (
+        winograd_runs(w.shape, win)
+        and min(w.shape[0] // groups, w.shape[1]) >= THRESHOLDS.winograd_channels
+        and x.dtype == w.dtype
+        and x.dtype in (np.float32, np.float64)
+        and enabled()
+    )
+
+
+def conv_path(
+    x: np.ndarray, w: np.ndarray, win: Window, groups: int, algorithm: str = "auto"
+) -> ConvPath:
+    """The path of a convolution: direct loops, Winograd, the GEMM in chunks, or one GEMM.
+
+    ``algorithm`` other than ``"auto"`` picks by hand (``"gemm"``: the GEMM in chunks or
+    whole); ``"winograd"`` and ``"direct"`` raise ValueError where they cannot run.
+    """
+    if algorithm == "winograd":
+        if not winograd_runs(w.shape, win):
+            raise ValueError(
+                "conv: algorithm='winograd' runs 2-D 3x3 convolutions with stride 1 and "
+                f"dilation 1. Received: kernel_size {tuple(w.shape[2:])}, stride {win.stride}, "
+                f"dilation {win.dilation}."
+            )
+        return ConvPath.WINOGRAD
+    if algorithm == "direct":
+        if not direct_runs(x, w, win, groups):
+            raise ValueError(
+                "conv: algorithm='direct' runs stride-1 convolutions with one group, float32 "
+                "or float64, with numba enabled. Received: stride "
+                f"{win.stride}, groups {groups}, dtype {x.dtype}, numba enabled: {enabled()}."
+            )
         return ConvPath.DIRECT
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"conv: algorithm must be one of {ALGORITHMS}. Received: {algorithm!r}.")
+    if algorithm == "auto" and _direct(x, w, win, groups):
+        return ConvPath.DIRECT
+    if algorithm == "auto" and _winograd(x, w, win, groups):
+        return ConvPath.WINOGRAD
     if groups == 1 and _chunked(x.shape, w.shape, win.out):
         return ConvPath.CHUNKED
     return ConvPath.GEMM

@@ -7,6 +7,7 @@ initialisation follow PyTorch's ``nn.Conv*d`` / ``nn.ConvTranspose*d``, so weigh
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from deltanet.fast.conv import (
     conv_transpose_backward,
     conv_transpose_forward,
 )
+from deltanet.fast.plan import ALGORITHMS
 from deltanet.init import RngLike, as_rng, torch_default
 from deltanet.layers.base import Layer, Parameter
 from deltanet.layers.registry import register_layer
@@ -116,6 +118,8 @@ class ConvND(_ConvBase):
     weight: (out_channels, in_channels/groups, *kernel_size), bias: (out_channels,).
     ``padding``: an int, a tuple of ints, a tuple of ``(lo, hi)`` pairs, ``"valid"`` or
     ``"same"`` (``out = ceil(in / stride)``, as TensorFlow; with stride 1 as PyTorch).
+    ``algorithm``: ``"auto"`` (``deltanet.fast.plan`` picks by shape), ``"gemm"``,
+    ``"winograd"`` (2-D 3x3, stride 1, dilation 1) or ``"direct"`` (stride 1, one group; numba).
     """
 
     _backward_op = staticmethod(conv_backward)
@@ -133,22 +137,51 @@ class ConvND(_ConvBase):
         *,
         rng: RngLike = None,
         dtype: Any = np.float32,
+        algorithm: str = "auto",
     ) -> None:
         super().__init__()
         where = self._setup(
             in_channels, out_channels, kernel_size, stride, dilation, groups, bias, dtype
         )
         self.padding = conv_padding(where, padding, self.kernel_size, self.stride, self.dilation)
+        self.algorithm = self._check_algorithm(where, algorithm)
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self._init_params(where, shape, fan_in, bias, rng)
 
+    def _check_algorithm(self, where: str, algorithm: Any) -> str:
+        """``algorithm``: "auto" (the plan picks by shape), "gemm", "winograd" (2-D 3x3, stride
+        1, dilation 1) or "direct" (stride 1, one group); refused where it cannot run."""
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"{where}: algorithm must be one of {', '.join(map(repr, ALGORITHMS))}. "
+                f"Received: {algorithm!r}."
+            )
+        if algorithm == "winograd" and (
+            self.kernel_size != (3, 3) or self.stride != (1, 1) or self.dilation != (1, 1)
+        ):
+            raise ValueError(
+                f"{where}: algorithm='winograd' runs 2-D 3x3 convolutions with stride 1 and "
+                f"dilation 1. Received: kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}. Use algorithm='auto' or 'gemm'."
+            )
+        if algorithm == "direct" and (any(s != 1 for s in self.stride) or self.groups != 1):
+            raise ValueError(
+                f"{where}: algorithm='direct' runs stride-1 convolutions with one group. "
+                f"Received: stride={self.stride}, groups={self.groups}. Use algorithm='auto' "
+                "or 'gemm'."
+            )
+        return algorithm
+
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
         """``y = x ⋆ w + b``: (N, in_channels, *spatial) -> (N, out_channels, *out)."""
         hyper = (self.stride, self.padding, self.dilation, self.groups)
-        return self._run(conv_forward, x, *hyper)
+        if self.algorithm == "auto":
+            return self._run(conv_forward, x, *hyper)
+        return self._run(functools.partial(conv_forward, algorithm=self.algorithm), x, *hyper)
 
     def get_config(self) -> dict[str, Any]:
+        algorithm = {} if self.algorithm == "auto" else {"algorithm": self.algorithm}
         return {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
@@ -159,6 +192,7 @@ class ConvND(_ConvBase):
             "groups": self.groups,
             "bias": self.bias is not None,
             "dtype": self.dtype.name,
+            **algorithm,
         }
 
 

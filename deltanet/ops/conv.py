@@ -43,12 +43,14 @@ class ConvPath(enum.Enum):
     GEMM = "gemm"  # the whole batch's windows and one GEMM per group (this module)
     CHUNKED = "chunked"  # the windows a chunk of the batch at a time (deltanet.fast)
     DIRECT = "direct"  # loops over the input, no windows (deltanet.fast)
+    WINOGRAD = "winograd"  # Winograd's transforms and batched GEMMs (deltanet.fast.winograd)
 
 
 class ConvCache(NamedTuple):
     """What ``conv_backward`` needs from ``conv_forward``."""
 
-    saved: np.ndarray  # GEMM: the windows cols (G, C_g*K, N*P); CHUNKED: x; DIRECT: padded x
+    saved: np.ndarray  # GEMM: the windows cols (G, C_g*K, N*P); CHUNKED: x; DIRECT: padded x;
+    # WINOGRAD: the transformed input tiles V (alpha², C_in, N*tiles)
     w: np.ndarray
     has_bias: bool
     window: Window
