@@ -225,6 +225,8 @@ def machine_block(info: dict, args) -> str:
         f"threads: {info['threads']} for both frameworks (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS, "
         f"threadpoolctl, torch.set_num_threads)",
     ]
+    if info.get("blas_env"):
+        lines.append("environment: " + " ".join(f"{k}={v}" for k, v in info["blas_env"].items()))
     np_side = info.get("numpy_side")
     if np_side:
         lines.append(

@@ -50,6 +50,8 @@ def cpu() -> dict:
         "os_cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # OPENBLAS_CORETYPE picks OpenBLAS's kernel whatever the CPU (Haswell: AVX2 only)
+        "blas_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS_")},
     }
 
 
@@ -67,7 +69,7 @@ def _threadpools() -> list[dict]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return []
-    keep = ("user_api", "internal_api", "version", "architecture", "num_threads", "prefix")
+    keep = ("user_api", "internal_api", "version", "architecture", "num_threads", "filepath")
     return [{k: i.get(k) for k in keep} for i in threadpool_info()]
 
 
@@ -111,9 +113,12 @@ def torch_side(torch) -> dict:
 
 
 def blas_summary(numpy_info: dict) -> str:
-    """``OpenBLAS 0.3.31 (SkylakeX kernel, 2 threads)`` from ``numpy_side()``."""
-    for p in numpy_info.get("threadpools", []):
-        if p.get("user_api") == "blas":
+    """``openblas 0.3.31 (SkylakeX kernel, 2 threads)`` from ``numpy_side()``: NumPy's own BLAS
+    (the one under ``numpy``'s directory; SciPy, when loaded, brings another)."""
+    blas = [p for p in numpy_info.get("threadpools", []) if p.get("user_api") == "blas"]
+    blas.sort(key=lambda p: "numpy" not in str(p.get("filepath", "")))
+    for p in blas:
+        if p:
             arch = f"{p['architecture']} kernel, " if p.get("architecture") else ""
             return f"{p['internal_api']} {p['version']} ({arch}{p['num_threads']} threads)"
     return "BLAS unknown (threadpoolctl not installed)"
