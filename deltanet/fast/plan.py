@@ -31,7 +31,9 @@ class Thresholds:
     direct_filters_long: int = 32  # filters up to which; more make the GEMM efficient
     frame_ratio: float = 1.5  # frame cells per output cell up to which the wasted cells pay off
     # Winograd F(2x2)/F(4x4) for 3x3 stride-1 layers (winograd.py)
-    winograd_channels: int = 32  # C_in/G and C_out/G from which the 36 GEMMs outweigh transforms
+    winograd_auto: bool = False  # "auto" never takes it: the GEMM path measured faster on every
+    # 3x3 layer tried, VGG block included (docs/performance.md); algorithm="winograd" by hand
+    winograd_channels: int = 32  # C_in/G and C_out/G from which the GEMMs outweigh transforms
     # compiled dot products for small weight gradients (thin_matmul.py)
     thin_out: int = 256  # result cells up to which OpenBLAS splits the product badly over 2 threads
     thin_min_k: int = 4096  # contraction length from which the dot products win
@@ -104,9 +106,11 @@ def direct_runs(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
 
 
 def _winograd(x: np.ndarray, w: np.ndarray, win: Window, groups: int) -> bool:
-    """3x3 stride 1 with many channels per group, float32/64, compiled transforms."""
+    """3x3 stride 1 with many channels per group, float32/64, compiled transforms (when the
+    table's switch is on)."""
     return (
-        winograd_runs(w.shape, win)
+        THRESHOLDS.winograd_auto
+        and winograd_runs(w.shape, win)
         and min(w.shape[0] // groups, w.shape[1]) >= THRESHOLDS.winograd_channels
         and x.dtype == w.dtype
         and x.dtype in (np.float32, np.float64)

@@ -11,7 +11,9 @@ Each kernel is compiled for one matrix and dtype (``kernels``): the matrix is a 
 constants, so LLVM unrolls the small products, drops the zeros (``Bᵀ`` of F(4x4, 3x3): 14 of
 36 entries; fastmath: no inf/NaN special cases for them) and vectorises the loops over a row of
 tiles. Closures skip numba's disk cache: each compiles once per process (about a second).
-``prange`` runs over (sample, channel) planes; each plane's tiles are independent.
+Serial, as every kernel here: with ``prange`` over the (sample, channel) planes numba's
+spinning threads slowed the batched GEMMs between the transforms (VGG block forward 18 ms
+serial against 40-60 ms parallel on 2 busy cores, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.fast import njit, prange
+from deltanet.fast import njit
 
 
 @functools.cache
@@ -36,7 +38,7 @@ def tiles_in(mat: tuple[tuple[float, ...], ...], dtype: Any) -> Any:
     lc = tuple(tuple(dtype.type(v) for v in row) for row in mat)
     a, s = len(mat), len(mat[0])
 
-    @njit(parallel=True, fastmath=True, cache=False)
+    @njit(fastmath=True, cache=False)
     def kernel(x, off_h, off_w, th, tw, m, out):  # pragma: no cover - numba
         n_, c_, h, w = x.shape
         tiles = th * tw
@@ -44,7 +46,7 @@ def tiles_in(mat: tuple[tuple[float, ...], ...], dtype: Any) -> Any:
         c_lo = max(0, off_w)  # canvas columns that x fills
         x_lo = max(0, -off_w)
         width = max(0, min(w - x_lo, wc - c_lo))
-        for nc in prange(n_ * c_):
+        for nc in range(n_ * c_):
             n = nc // c_
             c = nc - n * c_
             rows = np.zeros((s, wc), x.dtype)
@@ -83,11 +85,11 @@ def tiles_out(mat: tuple[tuple[float, ...], ...], dtype: Any) -> Any:
     lc = tuple(tuple(dtype.type(v) for v in row) for row in mat)
     r, a = len(mat), len(mat[0])
 
-    @njit(parallel=True, fastmath=True, cache=False)
+    @njit(fastmath=True, cache=False)
     def kernel(mm, th, tw, bias, y):  # pragma: no cover - numba
         n_, o_, h, w = y.shape
         tiles = th * tw
-        for no in prange(n_ * o_):
+        for no in range(n_ * o_):
             n = no // o_
             o = no - n * o_
             t1 = np.empty((r, a, tw), y.dtype)
