@@ -2,4 +2,4 @@
 
 from benchmarks.workload import Workload
 
-WORKLOADS = [Workload("mlp_train_b128", "mlp", 128, "train", 1.5)]
+WORKLOADS = [Workload("mlp_train_b128", "mlp", 128, "train", 1.0)]
