@@ -7,6 +7,7 @@ try:  # Ctrl-C while the package loads: for the command, a clean exit as everywh
     from deltanet import binary, init, ops  # binary: registers its layers' ONNX exporters
     from deltanet._version import __version__
     from deltanet.binary.layers import QActivation, QConv1D, QConv2D, QConv3D, QConvND, QDense
+    from deltanet.fast import memory as _memory
     from deltanet.gradcheck import GradcheckReport, gradcheck, numerical_gradient
     from deltanet.io import (
         Checkpoint,
@@ -24,6 +25,8 @@ try:  # Ctrl-C while the package loads: for the command, a clean exit as everywh
     from deltanet.layers.registry import layer_from_dict, layer_to_dict
     from deltanet.ops import losses
     from deltanet.train import TrainingDiverged, evaluate, fit, predict
+
+    _memory.keep_freed_memory()  # glibc keeps freed arrays for the next step (fast/memory.py)
 except KeyboardInterrupt:
     _command = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
     if _command in ("deltanet", "deltanet.exe") or _sys.orig_argv[1:3] == ["-m", "deltanet"]:

@@ -5,6 +5,7 @@ what makes the same numbers fast, and the tests compare each fast path with the 
 
 - ``conv.py``, ``pool.py``, ``activations.py``: the entry points, named as in ``ops/``;
 - ``plan.py``: which path runs for which shape, every threshold in one table;
+- ``memory.py``: glibc told to keep freed arrays for the next step (``import deltanet`` runs it);
 - ``conv_chunked.py``, ``conv_direct.py``, ``thin_matmul.py``, ``im2col.py``: the paths;
 - ``*_numba.py``: numba kernels, imported only inside the functions that need them, after
   ``enabled()`` said yes, so ``import deltanet`` never imports numba (about 0.5 s).
