@@ -28,3 +28,18 @@ def check_grads(forward, inputs, dy_seed=0, rtol=1e-6, atol=1e-8, eps=1e-6):
     for i, (x, g) in enumerate(zip(inputs, grads, strict=True)):
         num = numerical_gradient(lambda: float(np.sum(forward(None)[0] * r)), x, eps)
         np.testing.assert_allclose(g, num, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
+
+
+def check_layer_grads(layer, x, **tolerances):
+    """``check_grads`` for one layer: δx and every parameter's gradient under ``sum(y * r)``."""
+    params = layer.parameters()
+
+    def forward(r):
+        y = layer(x)
+        if r is None:
+            return y, None
+        layer.zero_grad()
+        dx = layer.backward(r)
+        return y, [dx] + [p.grad.copy() for p in params]
+
+    check_grads(forward, [x] + [p.data for p in params], **tolerances)

@@ -21,7 +21,7 @@ from deltanet.layers.registry import layer_from_dict, layer_to_dict
 from deltanet.ops.conv import ConvPath, conv_window
 from deltanet.ops.window import resolve_padding
 from tests.ops.test_conv import assert_close, make, torch_conv
-from tests.utils import check_grads, torch_or_skip
+from tests.utils import check_layer_grads, torch_or_skip
 
 # x shape, w shape, padding, groups, bias: every padding 3x3 stride 1 allows, odd sizes, batch 1
 CASES = [
@@ -193,17 +193,7 @@ def test_layer_gradcheck_with_winograd(engine):
     layer = Conv2D(4, 6, 3, padding=((1, 0), (2, 1)), groups=2, rng=0, dtype=np.float64,
                    algorithm="winograd")  # fmt: skip
     x = np.random.default_rng(1).standard_normal((2, 4, 6, 7))
-    params = layer.parameters()
-
-    def forward(r):
-        y = layer(x)
-        if r is None:
-            return y, None
-        layer.zero_grad()
-        dx = layer.backward(r)
-        return y, [dx] + [p.grad.copy() for p in params]
-
-    check_grads(forward, [x] + [p.data for p in params])
+    check_layer_grads(layer, x)
 
 
 @pytest.mark.parametrize("algorithm", ["auto", "gemm", "winograd", "direct"])

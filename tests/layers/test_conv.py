@@ -19,7 +19,7 @@ from deltanet.layers.conv import (
 )
 from deltanet.ops.window import resolve_padding
 from tests.ops.test_conv import assert_close, naive_conv, naive_conv_transpose
-from tests.utils import check_grads, torch_or_skip
+from tests.utils import check_layer_grads, torch_or_skip
 
 # layer class, constructor kwargs, input shape
 CONV_LAYERS = [
@@ -112,17 +112,7 @@ def test_layer_matches_torch(cls, kwargs, x_shape, dtype, tol):
 def test_layer_gradcheck(cls, kwargs, x_shape):
     layer = cls(**kwargs, rng=0, dtype=np.float64)
     x = np.random.default_rng(1).standard_normal(x_shape)
-    params = layer.parameters()
-
-    def forward(r):
-        y = layer(x)
-        if r is None:
-            return y, None
-        layer.zero_grad()
-        dx = layer.backward(r)
-        return y, [dx] + [p.grad.copy() for p in params]
-
-    check_grads(forward, [x] + [p.data for p in params])
+    check_layer_grads(layer, x)
 
 
 def test_layers_match_naive_loops():
