@@ -31,31 +31,28 @@ def run_cli(
     *args: object, cwd: Path, memory_mb: int = MEMORY_CAP_MB, timeout: float = TIME_LIMIT_S
 ) -> subprocess.CompletedProcess[str]:
     """``python -m deltanet ARGS`` in ``cwd`` under the caps; returns the finished process."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", "deltanet", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        preexec_fn=_cap(memory_mb),
-        env=env,
-    )
+    return _run(["-m", "deltanet", *map(str, args)], cwd, memory_mb, timeout)
 
 
 def run_python(
     code: str, *, cwd: Path, memory_mb: int = MEMORY_CAP_MB, timeout: float = TIME_LIMIT_S
 ) -> subprocess.CompletedProcess[str]:
     """Run a snippet of Python (dedented) in ``cwd`` under the caps."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return _run(["-c", textwrap.dedent(code)], cwd, memory_mb, timeout)
+
+
+def _run(
+    argv: list[str], cwd: Path, memory_mb: int, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGV`` in ``cwd`` with one BLAS thread, under the memory cap and time limit."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, *argv],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
         preexec_fn=_cap(memory_mb),
-        env=env,
+        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
     )
 
 

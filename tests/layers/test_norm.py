@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deltanet.layers.norm import BatchNorm1D, BatchNorm2D, BatchNorm3D, BatchNormND
-from tests.utils import check_grads, torch_or_skip
+from tests.utils import check_layer_grads, torch_or_skip
 
 CASES = [  # (our class, torch class name, input shape)
     (BatchNorm1D, "BatchNorm1d", (6, 3)),
@@ -85,16 +85,7 @@ def test_gradients_central_differences(cls, shape, training):
     layer.bias.data[...] = rng.standard_normal(shape[1])
     layer.train(training)
     x = rng.standard_normal(shape)
-
-    def forward(dy):
-        y = layer(x)
-        if dy is None:
-            return y, None
-        layer.zero_grad()
-        dx = layer.backward(dy)
-        return y, [dx, layer.weight.grad.copy(), layer.bias.grad.copy()]
-
-    check_grads(forward, [x, layer.weight.data, layer.bias.data], rtol=1e-5, atol=1e-7)
+    check_layer_grads(layer, x, rtol=1e-5, atol=1e-7)  # δx, then weight and bias
 
 
 def test_backward_adds_into_grads():
