@@ -18,7 +18,6 @@ where the environment already sets either glibc variable (``MALLOC_MMAP_THRESHOL
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -43,8 +42,9 @@ def keep_freed_memory() -> bool:
     from deltanet.fast.plan import THRESHOLDS
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols hold libc's: no library search (find_library runs
+        # ldconfig in a subprocess, which import deltanet should not)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
