@@ -50,11 +50,10 @@ def _display(name: str) -> str:
 
 def first_bad_parameter(model: Layer) -> tuple[str, Layer, str] | None:
     """``(layer name, layer, parameter name)`` of the first non-finite parameter, or None."""
-    layers = dict(model.named_layers())
     for name, p in model.named_parameters():
         if not finite(p.data):
-            path, _, attr = name.rpartition(".")
-            return _display(path), layers[path], attr
+            path, _, attr = name.rpartition(".")  # the layers by name only once one is found
+            return _display(path), dict(model.named_layers())[path], attr
     return None
 
 
