@@ -270,7 +270,8 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         batch_size=config["batch_size"],
         validation_data=val,
         schedule=schedule,
-        callbacks=[RunCheckpoint()],
+        # extra callbacks of a caller that runs train in-process (deltanet serve's live view)
+        callbacks=[RunCheckpoint(), *getattr(args, "callbacks", ())],
         seed=config["seed"],
         verbose=0 if args.quiet else 1,
         resume_from=args.resume,
