@@ -1,4 +1,4 @@
-"""The model zoo: output shapes, parameter counts, seeding and argument validation."""
+"""The model zoo (every model): output shapes, parameter counts, seeding and argument validation."""
 
 import numpy as np
 import pytest
@@ -13,6 +13,10 @@ PARAMS = {
     "cnn1d": 192 + 10_304 + 82_048 + 1_290,
     "cnn3d": 224 + 3_472 + 65_600 + 650,
     "binary_lenet": 640 + 128 + 36_864 + 128 + 73_728 + 256 + 131_072 + 512 + 2_570,
+    "resnet1d": 241_258,
+    "resnet20": 272_474,  # 269,722 with He et al.'s parameter-free shortcuts ("option A")
+    "bireal_resnet1d": 241_258,  # the float twin's count: same convs, batch norms, shortcuts
+    "bireal_resnet20": 272_474,
 }
 
 
