@@ -186,7 +186,8 @@ def fingerprints(
         if hasattr(optimizer, "get_config")
         else type(optimizer).__name__,
         "settings": f"epochs={state.epochs} batch_size={state.batch_size} "
-        f"shuffle={settings['shuffle']} sync_batch_norm={sync_bn}",
+        f"shuffle={settings['shuffle']} sync_batch_norm={sync_bn}"
+        f" augment={settings.get('augment') or 'none'}",
         # Where, not from which path: machines may mount the same checkpoint differently.
         "resumed at": f"epoch {state.epoch} step {state.step}"
         + ("" if settings["resume_from"] is None else " (resumed)"),

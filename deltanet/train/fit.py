@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from deltanet.data import batches
+from deltanet.data.augment import Compose, Transform, as_augment, augment_rng, check_augment
 from deltanet.init import as_rng
 from deltanet.io import FormatError, load_checkpoint
 from deltanet.layers.base import Layer, mode
@@ -72,6 +73,7 @@ def fit(
     distributed: bool = False,
     sync_batch_norm: bool = False,
     strategy: Strategy | None = None,
+    augment: str | Sequence[Transform] | Compose | None = None,
 ) -> History:
     """Train ``model`` on ``train_data = (x (N, ...), y (N,))`` for ``epochs`` epochs.
 
@@ -84,18 +86,24 @@ def fit(
     global batch. ``sync_batch_norm``: batch norm with the statistics of the global batch
     instead of each rank's shard, during the training steps (``deltanet.distributed.
     SyncBatchNorm``); after ``fit`` the model holds its own layers again. ``strategy``: a
-    ``deltanet.train.strategy.Strategy`` instead of the two flags.
+    ``deltanet.train.strategy.Strategy`` instead of the two flags. ``augment``: transforms
+    applied to each training batch (never to ``validation_data``), as a spec like
+    ``"crop4,flip"`` or a list (``deltanet.data.augment``); checked against the examples' shape
+    before training (ValueError). They draw from a Generator of their own, derived from
+    ``seed``, whose state checkpoints carry: runs stay bit-identical under a seed and across
+    ``resume_from``, and a run without augmentation shuffles exactly as before.
     """
     strategy = select_strategy("fit", strategy, distributed, sync_batch_norm)
     try:
         state, data, val, loss_fn, bar = _prepare(
             model, loss, optimizer, train_data, validation_data, epochs, batch_size,
-            schedule, callbacks, seed, verbose, resume_from, strategy.is_primary,
+            schedule, callbacks, seed, verbose, resume_from, strategy.is_primary, augment,
         )  # fmt: skip
     except Exception as err:
         strategy.setup_failed(err)
         raise
-    settings = {"loss": loss, "seed": seed, "shuffle": shuffle, "resume_from": resume_from}
+    settings = {"loss": loss, "seed": seed, "shuffle": shuffle, "resume_from": resume_from,
+                "augment": state.augment.spec if state.augment else None}  # fmt: skip
     strategy.start(state, data, val, settings)
     try:
         with mode(model, True):
@@ -109,9 +117,11 @@ def fit(
 
 
 def _prepare(model, loss, optimizer, train_data, validation_data, epochs, batch_size,
-             schedule, callbacks, seed, verbose, resume_from, primary):  # fmt: skip
+             schedule, callbacks, seed, verbose, resume_from, primary, augment):  # fmt: skip
     """Checked arguments, the loop's state (resumed if asked) and the progress bar."""
     loss_fn, (x, y), val = _check_fit_args(model, loss, optimizer, train_data, validation_data)
+    transforms = as_augment("fit", augment)
+    check_augment(transforms, x.shape[1:])
     epochs = check_int("fit", "epochs", epochs, 0)
     batch_size = check_int("fit", "batch_size", batch_size, 1)
     if schedule is not None and not callable(schedule):
@@ -123,6 +133,8 @@ def _prepare(model, loss, optimizer, train_data, validation_data, epochs, batch_
         model=model,
         optimizer=optimizer,
         rng=as_rng(seed),
+        augment=transforms if len(transforms) else None,
+        augment_rng=augment_rng(seed) if len(transforms) else None,
         epochs=epochs,
         batch_size=batch_size,
         num_examples=len(x),
@@ -254,6 +266,8 @@ def _train_epoch(state: TrainingState, strategy, data, loss_fn, schedule, shuffl
         batches(x, y, state.batch_size, shuffle=shuffle, rng=state.rng)
     ):
         assert yb is not None  # fit's data always has its labels (check_xy)
+        if state.augment is not None:  # the global batch: every MPI rank augments it alike
+            xb = _augmented(state, xb)
         value, right = _train_step(state, strategy, xb, yb, loss_fn, schedule, (epoch, batch))
         n = len(yb)
         seen += n
@@ -265,6 +279,19 @@ def _train_epoch(state: TrainingState, strategy, data, loss_fn, schedule, shuffl
         for cb in _callbacks(state):
             cb.on_batch_end(state.step - 1, batch_logs)
     return {"loss": total / max(seen, 1), "accuracy": correct / max(seen, 1)}
+
+
+def _augmented(state: TrainingState, xb: np.ndarray) -> np.ndarray:
+    """The training batch through ``state.augment``; its shape and dtype must be kept."""
+    assert state.augment is not None and state.augment_rng is not None
+    out = state.augment(xb, state.augment_rng)
+    if not isinstance(out, np.ndarray) or out.shape != xb.shape or out.dtype != xb.dtype:
+        got = f"{out.shape} {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(
+            f"fit: augment {state.augment.spec!r} must return an array of the batch's shape and "
+            f"dtype, {xb.shape} {xb.dtype}. Received: {got}."
+        )
+    return out
 
 
 def _train_step(state: TrainingState, strategy, xb, yb, loss_fn, schedule, where):

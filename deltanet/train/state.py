@@ -2,8 +2,10 @@
 
 ``TrainingState.checkpoint_metadata()`` is the JSON-able part of a checkpoint (the weights and
 optimizer state are tensors): epoch, step, the shuffling Generator's state, the states of the
-Generators that layers own (dropout), the history so far and the callbacks' states. Restoring
-it makes a resumed run draw the same batches and masks as the uninterrupted one.
+Generators that layers own (dropout), the history so far and the callbacks' states; with
+augmentation, its spec and its Generator's state too (absent otherwise, so checkpoints of runs
+without it are as before). Restoring it makes a resumed run draw the same batches, masks and
+augmentations as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class TrainingState:
     distributed: bool = False  # data-parallel over MPI ranks (set by the strategy's start)
     history: EpochLog | None = None
     callbacks: list[Stateful] = field(default_factory=list)
+    augment: Any = None  # a deltanet.data.augment.Compose applied to training batches, or None
+    augment_rng: np.random.Generator | None = None  # its own Generator (not the shuffling one)
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         """JSON-able metadata that, with the weights and optimizer state, resumes the run."""
@@ -67,6 +71,15 @@ class TrainingState:
                 "logs": self.history.history if self.history else {},
             },
             "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
+            **self._augment_metadata(),
+        }
+
+    def _augment_metadata(self) -> dict[str, Any]:
+        if self.augment is None or self.augment_rng is None:
+            return {}
+        return {
+            "augment": self.augment.spec,
+            "augment_rng_state": self.augment_rng.bit_generator.state,
         }
 
     def check_metadata(self, metadata: Any) -> dict[str, Any]:
@@ -81,7 +94,22 @@ class TrainingState:
         _set_rng_state(self.rng, meta["rng_state"], "rng_state", dry_run=True)
         for key, state in meta["layer_rng_states"].items():
             _set_rng_state(generators[key], state, f"layer_rng_states[{key!r}]", dry_run=True)
+        self._check_augment(meta)
         return meta
+
+    def _check_augment(self, meta: dict[str, Any]) -> None:
+        """The checkpoint's augmentation must be this run's (none in both, or the same spec)."""
+        saved = meta.get("augment", "none")
+        ours = "none" if self.augment is None else self.augment.spec
+        if saved != ours:
+            raise _format_error(
+                f"the checkpoint's run augmented its training batches with {saved!r}, this one "
+                f"with {ours!r}: a resumed run must augment as it did to continue it exactly. "
+                f"Pass augment={None if saved == 'none' else saved!r}."
+            )
+        if self.augment_rng is not None:
+            state = meta.get("augment_rng_state")
+            _set_rng_state(self.augment_rng, state, "augment_rng_state", dry_run=True)
 
     def restore(self, metadata: dict[str, Any]) -> None:
         """Load ``checkpoint_metadata()`` output: RNG states, epoch, step, history, callbacks."""
@@ -90,6 +118,8 @@ class TrainingState:
         _set_rng_state(self.rng, meta["rng_state"], "rng_state")
         for key, state in meta["layer_rng_states"].items():
             _set_rng_state(generators[key], state, f"layer_rng_states[{key!r}]")
+        if self.augment_rng is not None:
+            _set_rng_state(self.augment_rng, meta["augment_rng_state"], "augment_rng_state")
         self.epoch = self.initial_epoch = meta["epoch"]
         self.step = meta["step"]
         if self.history is not None:

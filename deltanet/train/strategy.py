@@ -44,7 +44,10 @@ class Strategy:
         self, state: TrainingState, data: Batch, val: Batch | None, settings: Mapping[str, Any]
     ) -> None:
         """Before the first epoch: ``settings`` holds ``loss``, ``seed``, ``shuffle`` and
-        ``resume_from``, as ``fit`` received them."""
+        ``resume_from``, as ``fit`` received them, and ``augment`` (its spec, or None).
+
+        ``step`` receives the global batch already augmented (from a Generator derived from the
+        seed, the same on every process), so sharding it gives what one process would run."""
 
     @contextmanager
     def epoch(self, model: Layer) -> Iterator[None]:

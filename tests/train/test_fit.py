@@ -330,8 +330,9 @@ def test_fit_runs_its_work_through_the_strategy():
     strategy = Recording()
     fit(a, "cross_entropy", SGD(a), (x, y), epochs=3, batch_size=16, validation_data=(x, y),
         strategy=strategy, verbose=0)  # fmt: skip
-    assert strategy.calls == [("start", ["loss", "resume_from", "seed", "shuffle"]), "epoch",
-                              "step", "step", "end_epoch", "shard", "should_stop"]  # fmt: skip
+    keys = ["augment", "loss", "resume_from", "seed", "shuffle"]
+    assert strategy.calls == [("start", keys), "epoch", "step", "step", "end_epoch", "shard",
+                              "should_stop"]  # fmt: skip
     fit(b, "cross_entropy", SGD(b), (x, y), epochs=1, batch_size=16, verbose=0)
     assert_same_weights(a, b)  # the local strategy's step is the default one
 
