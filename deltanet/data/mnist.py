@@ -1,4 +1,5 @@
-"""MNIST from its four IDX files, read from a directory or downloaded once with SHA-256 checks.
+"""MNIST and Fashion-MNIST from their four IDX files, read from a directory or downloaded once
+with SHA-256 checks (``download.py``).
 
 IDX format (big-endian): a 4-byte magic number ``0x0000 TT NN`` (``TT = 0x08`` unsigned bytes,
 ``NN`` the number of dims: 2051 for the ``(N, 28, 28)`` images, 2049 for the ``(N,)`` labels),
@@ -7,23 +8,19 @@ then ``NN`` uint32 dims, then the data. Files may be gzip-compressed (``.gz``).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import hashlib
-import http.client
 import math
 import os
-import sys
-import tempfile
-import urllib.request
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
 
 from deltanet.data.dataset import Dataset, data_root, validate_arrays
+from deltanet.data.download import download_files
 from deltanet.data.npy import DEFLATE_MAX_RATIO, format_bytes
 
 IMAGES_MAGIC = 2051
@@ -47,6 +44,32 @@ MNIST_SHA256 = {
         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
     ),
 }
+# Fashion-MNIST's files (the same names as MNIST's): SHA-256 of the official gzip files, as
+# published by independent loaders (Fashion-MNIST's README and torchvision publish MD5 only:
+# 8d4fb7e6c68d591d4c3dfef9ec88bf0d, 25c81989df183df01b3e8a0aad5dffbe,
+# bef4ecab320f06d8554ea6380940ec79, bb300cfdad3c16e7a12a480ee83cd310).
+FASHION_SHA256 = {
+    "train-images-idx3-ubyte.gz": (
+        "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc"
+    ),
+    "train-labels-idx1-ubyte.gz": (
+        "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc"
+    ),
+    "t10k-images-idx3-ubyte.gz": (
+        "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229"
+    ),
+    "t10k-labels-idx1-ubyte.gz": (
+        "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf"
+    ),
+}
+FASHION_MIRRORS = (
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",  # plain http: the hash guards
+)
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -146,18 +169,62 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Fa
 
     Reads the four IDX files (each plain or ``.gz``) from ``data_dir`` (default
     ``data_root() / "mnist"``); with ``download=True`` missing files are downloaded there first.
+    Raises FileNotFoundError naming the missing files, ValueError naming a damaged one.
     """
-    directory = Path(data_dir).expanduser() if data_dir is not None else data_root() / "mnist"
+    return load_idx_dataset(
+        IdxSource("mnist", "MNIST", MNIST_SHA256, MNIST_MIRRORS, [str(d) for d in range(10)]),
+        data_dir,
+        download=download,
+    )
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> Dataset:
+    """Fashion-MNIST (Zalando): MNIST's format and sizes, 10 classes of clothing.
+
+    x ``(N, 1, 28, 28)`` float32 in [0, 1], y int64; 60,000 train / 10,000 test, read from
+    ``data_dir`` (default ``data_root() / "fashion_mnist"``); raises as ``load_mnist``.
+    """
+    source = IdxSource(
+        "fashion_mnist", "Fashion-MNIST", FASHION_SHA256, FASHION_MIRRORS, FASHION_CLASSES
+    )
+    return load_idx_dataset(source, data_dir, download=download)
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    """A dataset of MNIST's four IDX files: its name, title, checksums, mirrors, classes."""
+
+    name: str
+    title: str
+    sha256: Mapping[str, str]
+    mirrors: Sequence[str]
+    class_names: list[str]
+
+
+def load_idx_dataset(
+    source: IdxSource, data_dir: str | os.PathLike | None, *, download: bool = False
+) -> Dataset:
+    """The ``Dataset`` of ``source``'s four IDX files in ``data_dir`` (default
+    ``data_root() / source.name``), downloading the missing ones first with ``download``."""
+    directory = Path(data_dir).expanduser() if data_dir is not None else data_root() / source.name
     stems = [stem for pair in SPLITS.values() for stem in pair]
     missing = [stem for stem in stems if _find(directory, stem) is None]
     if missing and not download:
         raise FileNotFoundError(
-            f"MNIST files missing in {directory}: {', '.join(missing)} (plain or .gz). "
+            f"{source.title} files missing in {directory}: {', '.join(missing)} (plain or .gz). "
             "Copy the four IDX files there, or load with download=True to fetch them once "
             "(SHA-256 checked)."
         )
     if missing:
-        download_mnist(directory, names=[stem + ".gz" for stem in missing])
+        download_files(
+            directory,
+            [stem + ".gz" for stem in missing],
+            mirrors=source.mirrors,
+            checksums=source.sha256,
+            max_bytes=MAX_DOWNLOAD_BYTES,
+        )
     x_train, y_train = _read_split(directory, *SPLITS["train"])
     x_test, y_test = _read_split(directory, *SPLITS["test"])
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -166,14 +233,14 @@ def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = Fa
             f"{x_test.shape[2:]}."
         )
     return Dataset(
-        name="mnist",
+        name=source.name,
         x_train=x_train,
         y_train=y_train,
         x_test=x_test,
         y_test=y_test,
         num_classes=10,
         input_shape=x_train.shape[1:],
-        class_names=[str(d) for d in range(10)],
+        class_names=list(source.class_names),
     )
 
 
@@ -189,55 +256,19 @@ def download_mnist(
 ) -> list[Path]:
     """Download the MNIST ``.gz`` files missing in ``directory``, trying each mirror in turn.
 
-    A file appears only once its SHA-256 matches: it is written to a temporary file in the same
-    directory and renamed; a failed or mismatching download leaves nothing behind.
-    ``checksums`` maps file names to SHA-256 (default ``MNIST_SHA256``);
-    ``opener(url, timeout=...)`` defaults to ``urllib.request.urlopen``. Returns the paths.
+    A file appears only once its SHA-256 matches (``download.download_files``): a failed or
+    mismatching download leaves nothing behind. ``checksums`` maps file names to SHA-256
+    (default ``MNIST_SHA256``); ``opener(url, timeout=...)`` defaults to
+    ``urllib.request.urlopen``. Returns the paths.
     """
     checksums = MNIST_SHA256 if checksums is None else checksums
-    directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    opener = opener or urllib.request.urlopen
-    paths = []
-    for name in names if names is not None else list(checksums):
-        dest = directory / name
-        if not dest.is_file():
-            _download_one(name, dest, mirrors, checksums[name], opener, timeout, verbose)
-        paths.append(dest)
-    return paths
-
-
-def _download_one(name, dest, mirrors, sha256, opener, timeout, verbose) -> None:
-    errors = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + name
-        if verbose:
-            print(f"Downloading {url} -> {dest}", file=sys.stderr)
-        try:
-            _fetch(url, dest, sha256, opener, timeout)
-            return
-        except (OSError, ValueError, http.client.HTTPException) as e:
-            errors.append(f"{url}: {e}")
-    raise OSError(f"Could not download {name} into {dest.parent}. Tried: " + "; ".join(errors))
-
-
-def _fetch(url: str, dest: Path, sha256: str, opener: Callable, timeout: float) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 16):
-                size += len(chunk)
-                if size > MAX_DOWNLOAD_BYTES:
-                    raise ValueError(f"response larger than {MAX_DOWNLOAD_BYTES} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            raise ValueError(f"SHA-256 mismatch: got {digest.hexdigest()}, expected {sha256}")
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    return download_files(
+        directory,
+        list(checksums) if names is None else names,
+        mirrors=mirrors,
+        checksums=checksums,
+        max_bytes=MAX_DOWNLOAD_BYTES,
+        opener=opener,
+        timeout=timeout,
+        verbose=verbose,
+    )
