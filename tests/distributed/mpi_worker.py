@@ -42,11 +42,11 @@ def residual() -> Sequential:
 
 
 def train(net, epochs, *, distributed=False, sync=False, seed=0, callbacks=(), resume=None,
-          lr=0.05, data_seed=0):  # fmt: skip
+          lr=0.05, data_seed=0, augment=None):  # fmt: skip
     optimizer = SGD(net, lr=lr, momentum=0.9)
     fit(net, "cross_entropy", optimizer, data(data_seed), epochs=epochs, batch_size=BATCH,
         seed=seed, verbose=0, distributed=distributed, sync_batch_norm=sync, callbacks=callbacks,
-        resume_from=resume)  # fmt: skip
+        resume_from=resume, augment=augment)  # fmt: skip
     return net
 
 
@@ -93,6 +93,7 @@ def main(scenario: str, out: str) -> None:
     if scenario == "train":
         primitives(out)
         save(out, "plain.npz", train(model(), 2, distributed=True))
+        save(out, "augmented.npz", train(model(), 2, distributed=True, augment="crop1,flip"))
         save(out, "sync_bn.npz", train(model(True), 2, distributed=True, sync=True))
         net = train(residual(), 2, distributed=True, sync=True)
         save(out, "residual_sync_bn.npz", net)

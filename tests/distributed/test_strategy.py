@@ -81,6 +81,13 @@ def test_two_ranks_match_one_process(two_ranks):
     assert_weights(arrays(out / "plain.npz"), train(model(), 2))
 
 
+def test_two_ranks_augment_the_global_batch_as_one_process(two_ranks):
+    out, _ = two_ranks
+    single = train(model(), 2, augment="crop1,flip")
+    assert_weights(arrays(out / "augmented.npz"), single)
+    assert np.max(np.abs(arrays(out / "plain.npz")[0] - single.parameters()[0].data)) > 1e-3
+
+
 def test_sync_batch_norm_matches_one_process_and_per_rank_does_not(two_ranks):
     out, _ = two_ranks
     single = train(model(batch_norm=True), 2)
