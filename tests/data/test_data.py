@@ -210,10 +210,12 @@ def test_standardizer_constant_channel_dict_roundtrip_and_errors():
 # --- load_dataset -------------------------------------------------------------------------
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(
-        ValueError, match="Unknown dataset 'cifar'.*digits, mnist, mnist1d, volumes"
+        ValueError,
+        match="Unknown dataset 'cifar'.*digits, mnist, mnist1d, volumes, "
+        "fashion_mnist, cifar10.*or a folder of images",
     ):
         load_dataset("cifar")
-    assert DATASETS == ("digits", "mnist", "mnist1d", "volumes")
+    assert DATASETS == ("digits", "mnist", "mnist1d", "volumes", "fashion_mnist", "cifar10")
 
 
 def test_data_root_from_environment(monkeypatch, tmp_path):
