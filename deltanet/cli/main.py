@@ -186,7 +186,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 # Commands whose parser and runner live in a module of their own: ``add_parser(sub)`` and
 # ``run(args) -> int``. Their modules import only NumPy and deltanet at top level.
-OWN_MODULE_COMMANDS = {"pack": "deltanet.cli.pack", "export": "deltanet.cli.export"}
+OWN_MODULE_COMMANDS = {
+    "pack": "deltanet.cli.pack",
+    "export": "deltanet.cli.export",
+    "serve": "deltanet.cli.serve",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
