@@ -32,6 +32,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "val_fraction": 0.1,
     "standardize": True,
+    "augment": "none",  # training-batch augmentation, a spec like "crop4,flip" (data.augment)
 }
 PLOT_FILES = {
     "history": "learning_curves.png",

@@ -45,6 +45,16 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _augment_spec(text: str) -> str:
+    """--augment: the spec in its canonical form ("crop4,flip"; "none"), or a usage error."""
+    from deltanet.data.augment import parse_augment
+
+    try:
+        return parse_augment(text).spec
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -108,6 +118,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--standardize", action=argparse.BooleanOptionalAction,
         help="standardise inputs per channel with the training split's mean and std, saved "
         "with the model (default: on)",
+    )  # fmt: skip
+    p.add_argument(
+        "--augment", type=_augment_spec, metavar="SPEC",
+        help="augment the training batches (never validation or test data), comma-separated, "
+        "in order: crop<P> (zero padding P then a random crop; images), flip (horizontal; "
+        "images), shift<S> or shift<S>z (circular or zero-filled shift by up to S; 1D "
+        f"signals), norm<MEAN>/<STD>, or none (default: {d['augment']})",
     )  # fmt: skip
     p.add_argument(
         "--out", metavar="DIR", help="run directory, new or empty (default: a new one under runs/)"

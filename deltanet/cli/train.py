@@ -49,6 +49,7 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
     lead = dist is None or dist.rank() == 0  # the rank that prints and writes
     out, config, resume = _resolve(args, check_out=lead)
     ds = _load_data(config, args)
+    _check_augment(config, tuple(ds.input_shape), resume)
     config["model"] = config["model"] or default_model(tuple(ds.input_shape))
     model = _build(config, ds)
     train, val, standardizer = _split(config, ds)
@@ -157,6 +158,24 @@ def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
     except FileNotFoundError as err:
         hint = " (deltanet train: --download, or --data-dir DIR)" if data == "mnist" else ""
         raise CliError(f"{err}{hint}") from None
+
+
+def _check_augment(config: dict[str, Any], shape: tuple, resume: rundir.Resume | None) -> None:
+    """--augment must fit the data's examples (no flip on 1D signals), and a run resumed from
+    before --augment existed cannot start augmenting (its checkpoint has no augmentation
+    state); both refused before the run directory is made."""
+    from deltanet.data.augment import check_augment, parse_augment
+
+    spec = config.get("augment") or "none"
+    if resume is not None and "augment" not in resume.config and spec != "none":
+        raise CliError(
+            f"--augment {spec}: the resumed run ({resume.path}) trained without augmentation; "
+            f"a resumed run keeps its settings. Drop --augment, or start a new run."
+        )
+    try:
+        check_augment(parse_augment(spec), shape)
+    except ValueError as err:
+        raise CliError(f"--augment {spec}: {err}") from None
 
 
 def _build(config: dict[str, Any], ds: Any) -> Any:
@@ -277,6 +296,7 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         resume_from=args.resume,
         distributed=bool(getattr(args, "distributed", False)),
         sync_batch_norm=bool(getattr(args, "sync_batch_norm", False)),
+        augment=config.get("augment"),
     )
 
 
