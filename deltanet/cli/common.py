@@ -31,6 +31,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "dropout": None,
     "seed": 0,
     "val_fraction": 0.1,
+    "image_size": None,  # "HxW": images resized (--data DIR, digits, mnist, cifar10, ...)
+    "image_mode": None,  # --data DIR: "gray" or "rgb" (None: gray when every image is)
+    "bad_images": None,  # --data DIR: "error" (None) or "skip" unreadable image files
     "standardize": True,
     "augment": "none",  # training-batch augmentation, a spec like "crop4,flip" (data.augment)
 }

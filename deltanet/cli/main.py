@@ -84,7 +84,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", choices=MODELS, help="zoo model (default: chosen from the data)")
-    _add_data_args(p, f"dataset name ({', '.join(DATASETS)}) or .npz path (default: {d['data']})")
+    _add_data_args(
+        p,
+        f"dataset name ({', '.join(DATASETS)}), .npz path, or a folder of images (one "
+        f"subfolder per class) (default: {d['data']})",
+    )
     p.add_argument(
         "--epochs", type=int,
         help=f"the run's total, at most 1000000; resuming: more than done (default: {d['epochs']})",
@@ -149,7 +153,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_tools(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a test set")
     p.add_argument("model_file", metavar="MODEL_FILE")
-    _add_data_args(p, "dataset name or .npz path (default: the data it was trained on)")
+    _add_data_args(
+        p, "dataset name, .npz path or image folder (default: the data it was trained on)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=256)
 
     p = sub.add_parser("predict", help="class and probabilities of an input (.npy or .png)")
@@ -186,9 +192,42 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data_args(p: argparse.ArgumentParser, data_help: str) -> None:
-    p.add_argument("--data", metavar="NAME|FILE.npz", help=data_help)
-    p.add_argument("--data-dir", metavar="DIR", help="where mnist/mnist1d files are (or go)")
-    p.add_argument("--download", action="store_true", help="mnist: download missing files once")
+    p.add_argument("--data", metavar="NAME|FILE.npz|DIR", help=data_help)
+    p.add_argument(
+        "--data-dir", metavar="DIR",
+        help="where the files of mnist, fashion_mnist, cifar10 and mnist1d are (or go)",
+    )  # fmt: skip
+    p.add_argument(
+        "--download", action="store_true",
+        help="mnist, fashion_mnist, cifar10: download missing files once (SHA-256 checked)",
+    )  # fmt: skip
+    g = p.add_argument_group("images (--data DIR: one subfolder of PNG/JPEG files per class)")
+    g.add_argument(
+        "--image-size", type=_image_size, metavar="N|HxW",
+        help="resize the images bilinearly: DIR, digits, mnist, fashion_mnist, cifar10 "
+        "(default: DIR: the first image's size; evaluate: the model's)",
+    )  # fmt: skip
+    g.add_argument(
+        "--image-mode", choices=("gray", "rgb"),
+        help="DIR: decode as grayscale or RGB (default: gray when every image is)",
+    )  # fmt: skip
+    g.add_argument(
+        "--bad-images", choices=("error", "skip"),
+        help="DIR: unreadable image files (empty, truncated, corrupt, too large) refuse the "
+        "folder, naming them (error, the default), or are left out with a note (skip)",
+    )  # fmt: skip
+
+
+def _image_size(text: str) -> str:
+    """--image-size: "28" or "28x32" (HEIGHTxWIDTH) in the canonical form "28x32"."""
+    from deltanet.data.images import parse_image_size
+
+    try:
+        size = parse_image_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    assert size is not None
+    return f"{size[0]}x{size[1]}"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

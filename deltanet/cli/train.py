@@ -144,20 +144,44 @@ def _check_numbers(c: dict[str, Any]) -> None:
 
 def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
     """The dataset, validated by its loader (shape, labels, finite values) before training."""
-    from deltanet.data import load_dataset
+    from deltanet.data import DATASETS, load_dataset
 
     data = config["data"]
     if data.lower().endswith(".npz"):
         config["data"] = data = str(Path(data).expanduser().resolve())  # evaluate finds it later
         if not os.path.isfile(data):
             raise CliError(f"--data: no file at {data!r}.")
+    elif data not in DATASETS and ("/" in data or os.sep in data or os.path.exists(data)):
+        if not os.path.isdir(os.path.expanduser(data)):
+            raise CliError(f"--data: no image folder at {data!r}.")
+        config["data"] = data = str(Path(data).expanduser().resolve())
     download = bool(getattr(args, "download", False))
     try:
-        return load_dataset(data, data_dir=config.get("data_dir"), seed=config["seed"],
-                            download=download)  # fmt: skip
+        ds = load_dataset(
+            data, data_dir=config.get("data_dir"), seed=config["seed"], download=download,
+            image_size=config.get("image_size"), image_mode=config.get("image_mode"),
+            bad_images=config.get("bad_images") or "error",
+        )  # fmt: skip
     except FileNotFoundError as err:
-        hint = " (deltanet train: --download, or --data-dir DIR)" if data == "mnist" else ""
+        downloads = ("mnist", "fashion_mnist", "cifar10")
+        hint = " (deltanet train: --download, or --data-dir DIR)" if data in downloads else ""
         raise CliError(f"{err}{hint}") from None
+    if getattr(args, "resume", None):
+        _check_resumed_shape(args.resume, tuple(ds.input_shape), data)
+    return ds
+
+
+def _check_resumed_shape(path: str, shape: tuple[int, ...], data: str) -> None:
+    """A resumed model must take the data's examples: refused before any work, naming both
+    shapes (a model with global pooling would otherwise train on other sizes silently)."""
+    from deltanet.io import load_checkpoint
+
+    saved = load_checkpoint(path).metadata.get("run", {}).get("input_shape")
+    if saved is not None and tuple(saved) != shape:
+        raise CliError(
+            f"--resume: the model of {path} takes examples of shape {tuple(saved)}, but --data "
+            f"{data} gives examples of shape {shape}."
+        )
 
 
 def _check_augment(config: dict[str, Any], shape: tuple, resume: rundir.Resume | None) -> None:
