@@ -322,7 +322,21 @@ def check_augment(transforms: Compose | Sequence[Transform], input_shape: Sequen
 
 def augment_rng(seed: int | np.random.Generator) -> np.random.Generator:
     """The augmentation's own Generator, derived from ``fit``'s seed without drawing from it:
-    the shuffling stream (and so every run without augmentation) stays as it was."""
+    the shuffling stream (and so every run without augmentation) stays as it was.
+
+    From a Generator, the new stream depends on its state alone (as the shuffling does): equal
+    states, as MPI ranks check they have, give equal augmentations."""
     if isinstance(seed, np.random.Generator):
-        return seed.spawn(1)[0]
+        return np.random.default_rng(_state_words(seed.bit_generator.state))
     return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
+def _state_words(state: object) -> list[int]:
+    """The non-negative integers of a bit generator's state dict, in a fixed order."""
+    if isinstance(state, dict):
+        return [w for key in sorted(state) for w in _state_words(state[key])]
+    if isinstance(state, np.ndarray):
+        return [int(v) for v in state.ravel()]
+    if isinstance(state, (int, np.integer)):
+        return [int(state)]
+    return []  # the bit generator's name

@@ -112,10 +112,15 @@ def test_augment_rng_is_its_own_stream_and_leaves_the_seed_alone():
     state = g.bit_generator.state
     a = augment_rng(g)
     assert g.bit_generator.state == state  # nothing was drawn from the shuffling Generator
-    b = augment_rng(0)
-    assert a.random() == b.random()  # the same stream from the seed or its fresh Generator
+    assert a.random() == augment_rng(np.random.default_rng(0)).random()  # equal states, equal
+    g.random()
+    assert augment_rng(np.random.default_rng(0)).random() != augment_rng(g).random()  # moved on
+    mt = np.random.Generator(np.random.MT19937(0))  # any bit generator (its state holds arrays)
+    assert (
+        augment_rng(mt).random() == augment_rng(np.random.Generator(np.random.MT19937(0))).random()
+    )
     assert augment_rng(0).random() != np.random.default_rng(0).random()
-    assert augment_rng(0).random() != augment_rng(1).random()
+    assert augment_rng(0).random() == augment_rng(0).random() != augment_rng(1).random()
 
 
 # --- specs --------------------------------------------------------------------------------
