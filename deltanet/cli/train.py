@@ -91,6 +91,8 @@ def _announce(say, config, args, out: Path, ds, model, train, val, dist) -> None
         f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
         f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
     )
+    if config.get("augment", "none") != "none":
+        say(f"augmentation of the training batches: {config['augment']}")
     if dist is not None:
         sync = "synchronised" if args.sync_batch_norm else "per rank"
         say(f"data-parallel over {dist.world_size()} MPI ranks (batch-norm statistics: {sync})")
