@@ -163,7 +163,8 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "input", metavar="INPUT",
         help=".npy (one example or a batch, up to 512 MiB) or .png image (up to 4096x4096; "
-        "8 or 16 bits)",
+        "8 or 16 bits); for a model trained on an image folder, a .png/.jpg/.jpeg/.bmp/.gif "
+        "decoded as the folder was",
     )  # fmt: skip
     p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                    help="PNG: dark ink on light paper is inverted (default: auto)")  # fmt: skip
