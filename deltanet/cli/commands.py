@@ -22,20 +22,45 @@ from deltanet.cli.common import (
 
 
 def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
+    """The dataset to evaluate on: ``--data``, else the one the model was trained on, decoded
+    as in training (image datasets and folders at the model's input size and mode)."""
     from deltanet.data import load_dataset
 
     data = args.data or meta.get("data")
     if not data:
         raise CliError("this file does not say which data it was trained on: give --data.")
+    size, mode = getattr(args, "image_size", None), getattr(args, "image_mode", None)
+    shape = tuple(meta.get("input_shape") or ())
+    folder = _is_folder(data)
+    if len(shape) == 3 and size is None and (folder or not args.data):
+        size = None if _builtin_size(data) == shape[1:] else f"{shape[1]}x{shape[2]}"
+    if folder and mode is None and len(shape) == 3 and shape[0] in (1, 3):
+        mode = "gray" if shape[0] == 1 else "rgb"
     try:
         return load_dataset(
             data,
             data_dir=args.data_dir or meta.get("data_dir"),
             seed=int(meta.get("seed", 0)),
             download=args.download,
+            image_size=size,
+            image_mode=mode,
+            bad_images=getattr(args, "bad_images", None) or "error",
         )
     except FileNotFoundError as err:
         raise CliError(str(err)) from None
+
+
+def _is_folder(data: str) -> bool:
+    """Whether ``data`` names an image folder (not a dataset name, not an .npz file)."""
+    from deltanet.data import DATASETS
+
+    return data not in DATASETS and not data.lower().endswith(".npz")
+
+
+def _builtin_size(data: str) -> tuple[int, ...] | None:
+    """The native image size of a named image dataset (None for others and folders)."""
+    sizes = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (32, 32)}
+    return sizes.get(data)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -49,9 +74,15 @@ def _check_input(
     """Standardise ``x (N, ...)`` as in training; its example shape must be the model's."""
     expected = meta.get("input_shape")
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        hint = ""
+        if len(expected) == 3 and x.ndim == 4 and source.startswith("the test set"):
+            if tuple(x.shape[2:]) != tuple(expected[1:]):
+                hint += f" Resize the images with --image-size {expected[1]}x{expected[2]}."
+            if x.shape[1] != expected[0]:
+                hint += f" The model takes {expected[0]} channel(s); the data has {x.shape[1]}."
         raise CliError(
             f"the model takes examples of shape {tuple(expected)}. Received: {source} has "
-            f"examples of shape {tuple(x.shape[1:])} (an array of shape {tuple(x.shape)})."
+            f"examples of shape {tuple(x.shape[1:])} (an array of shape {tuple(x.shape)})." + hint
         )
     standardizer = standardizer_from(meta)
     x = x if standardizer is None else standardizer.transform(x)
@@ -155,6 +186,9 @@ def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
     if not path.is_file():
         raise CliError(f"no input file at {args.input!r}.")
     shape = tuple(meta.get("input_shape") or ())
+    folder = _is_folder(str(meta.get("data") or "digits"))
+    if folder and len(shape) == 3 and shape[0] in (1, 3) and path.suffix.lower() != ".npy":
+        return _read_folder_image(path, shape)
     if path.suffix.lower() == ".png":
         if not shape:
             raise CliError("this model file does not record its input shape: use a .npy input.")
@@ -175,6 +209,23 @@ def _read_input(args: argparse.Namespace, meta: dict[str, Any]) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise CliError(f"{args.input}: the input holds NaN or infinite values.")
     return x
+
+
+def _read_folder_image(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """An image for a model trained on an image folder, decoded exactly as the folder was
+    (same size, mode and filter; no inversion): ``(1, *shape)``."""
+    from deltanet.data.images import IMAGE_SUFFIXES, BadImage, decode_image
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CliError(
+            f"INPUT must be an image ({', '.join(IMAGE_SUFFIXES)}) for a model trained on an "
+            f"image folder. Received: {str(path)!r}."
+        )
+    try:
+        x = decode_image(path, (shape[1], shape[2]), "gray" if shape[0] == 1 else "rgb")
+    except BadImage as err:
+        raise CliError(str(err)) from None
+    return x[None]
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -111,7 +111,11 @@ def _layout(root: Path) -> tuple[list[str], Files, Files | None]:
 def _classes(folder: Path, root: Path) -> tuple[list[str], Files]:
     names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and e.name[0] != ".")
     if len(names) < 2:
+        loose = sum(
+            e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES) for e in os.scandir(folder)
+        )
         what = f"only the class folder {names[0]!r}" if names else "no class folders"
+        what += f" and {loose} image files directly in it" if loose else ""
         raise ValueError(
             f"{folder}: an image folder needs one subfolder per class, at least 2 (e.g. "
             f"{folder}/cat/1.png and {folder}/dog/1.jpg). Found {what}."
