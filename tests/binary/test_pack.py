@@ -188,3 +188,26 @@ def test_bad_input():
         pack(Sequential(Dense(3, 2), QDense(2, 2, weight_bit=2)))
     with pytest.raises(TypeError, match="pack: expected a deltanet Layer"):
         pack("model")
+
+
+def test_a_sign_right_before_a_1bit_layer_leaves_the_chain():
+    """The packed layer signs its own input: sign(sign(x)) = sign(x), so the outputs agree; a
+    sign before a float layer, or a k-bit activation, stays."""
+    rng = np.random.default_rng(6)
+    model = Sequential(
+        QActivation(1, approx=True),
+        QConv2D(3, 4, 3, padding=1, rng=rng, dtype=np.float64),
+        QActivation(1),
+        Flatten(),
+        QActivation(2),
+        Dense(4 * 5 * 5, 3, rng=rng, dtype=np.float64),
+    ).eval()
+    packed, report = pack(model, return_report=True)
+    assert [type(layer).__name__ for layer in packed] == [
+        "PackedConv", "QActivation", "Flatten", "QActivation", "Dense"
+    ]  # fmt: skip
+    assert report[0] == (
+        "0: QActivation(act_bit=1) dropped (the packed layer after it takes the signs itself)"
+    )
+    x = rng.standard_normal((2, 3, 5, 5))
+    np.testing.assert_array_equal(packed(x), model(x))

@@ -51,3 +51,25 @@ def test_pack_of_a_model_without_1bit_layers(tmp_path, capsys):
     assert status == 2 and "has no 1-bit layer" in err
     status, _, err = run(capsys, "pack", tmp_path / "missing.safetensors", tmp_path / "out")
     assert status == 2 and "no model file" in err
+
+
+def test_pack_of_a_residual_binary_model_reports_sizes_of_the_whole_model(tmp_path, capsys):
+    """bireal_resnet1d: 12 binary convs pack; the table covers them, the folded batch norms,
+    the dropped signs and the float layers (stem, shortcuts, dense), then the two files."""
+    model = build_model("bireal_resnet1d", channels=(8, 16, 16), blocks=1)
+    io.save(model, tmp_path / "bireal.safetensors", metadata={"run": {"input_shape": [1, 40]}})
+    status, out, _ = run(capsys, "pack", tmp_path / "bireal.safetensors", tmp_path / "p")
+    assert status == 0 and out.count("-> PackedConv") == 6
+    rows = {line.split("  ")[1]: line.split()[-3:] for line in out.splitlines()
+            if line.startswith("  ") and ":" not in line}  # fmt: skip
+    binary = sum(
+        layer.weight.data.nbytes for _, layer in model.named_layers() if hasattr(layer, "is_binary")
+    )
+    assert rows["1-bit layers"][1] == f"{binary:,}"
+    assert rows["folded batch norms"][0] == "6" and rows["folded batch norms"][2] == "0"
+    assert rows["float layers"][1] == rows["float layers"][2]
+    total = sum(v.nbytes for v in model.state_dict().values())
+    assert rows["all tensors"][-2] == f"{total:,}"
+    size, packed_size = (tmp_path / "bireal.safetensors").stat().st_size, (tmp_path / "p").stat()
+    assert rows["file"][-2:] == [f"{size:,}", f"{packed_size.st_size:,}"]
+    assert f"wrote {tmp_path / 'p'}: {packed_size.st_size:,} bytes (from {size:,}" in out
