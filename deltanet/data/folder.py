@@ -85,7 +85,8 @@ def load_image_folder(
     key = _signature(train, test, size, mode)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else data_root() / "images"
     where = cache / key
-    if not (where / "meta.json").is_file():
+    if not _cache_ok(where):
+        shutil.rmtree(where, ignore_errors=True)  # damaged (a file deleted or cut): decode again
         _build(root, where, class_names, (train, test), size, mode, bad_images)
     return _open_cache(root, where, bad_images)
 
@@ -238,6 +239,22 @@ def _check_disk(directory: Path, needed: int) -> None:
             f"{free / 2**30:.2f} GiB are free: give a smaller image size, or set DELTANET_DATA "
             "to a disk with room."
         )
+
+
+def _cache_ok(where: Path) -> bool:
+    """Whether ``where`` holds a complete cache: meta.json, and arrays of the sizes it says."""
+    try:
+        meta = json.loads((where / "meta.json").read_text())
+        row = int(np.prod(meta["shape"])) * 4
+        for part in ("train", "test"):
+            n = meta[f"{part}_size"]
+            if n and (where / f"x_{part}.f32").stat().st_size != n * row:
+                return False
+            if len(np.load(where / f"y_{part}.npy")) != n:
+                return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
 
 
 def _open_cache(root: Path, where: Path, bad_images: str) -> Dataset:

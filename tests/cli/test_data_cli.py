@@ -97,3 +97,15 @@ def test_resnet20_one_epoch_on_a_generated_cifar10_directory(tmp_path, capsys):
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["train_size"] == 50 and metrics["test_size"] == 20
     assert metrics["model"] == "resnet20" and metrics["epochs"] == 1
+
+
+def test_resume_on_data_of_another_shape_fails_before_work(tmp_path, capsys):
+    pets = make_folder(tmp_path / "pets", n=6, size=(12, 12))
+    status, _, err = train(capsys, "--data", pets, "--model", "mlp", "--out", tmp_path / "r")
+    assert status == 0, err
+    make_folder(pets, n=6, size=(10, 10))  # the same folder, its images now 10x10
+    last = tmp_path / "r" / "checkpoints" / "last.safetensors"
+    status, _, err = train(capsys, "--resume", last, "--epochs", 2)
+    assert status == 2, err
+    assert "takes examples of shape (1, 12, 12)" in err and "shape (1, 10, 10)" in err
+    assert len(list((tmp_path / "r" / "checkpoints").iterdir())) >= 1

@@ -217,3 +217,16 @@ def test_digits_upsampled_to_28():
         load_dataset("volumes", image_size=28)
     with pytest.raises(ValueError, match="image_mode applies to folders"):
         load_dataset("digits", image_mode="rgb")
+
+
+def test_a_damaged_cache_is_decoded_again(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    d = load_dataset(root)
+    x, y = np.array(d.x_train), np.array(d.y_test)  # in memory: the mapped file is cut below
+    del d
+    (cache,) = (tmp_path / "cache" / "images").iterdir()
+    with open(cache / "x_train.f32", "r+b") as f:
+        f.truncate(100)
+    np.testing.assert_array_equal(load_dataset(root).x_train, x)
+    (cache / "y_test.npy").unlink()
+    np.testing.assert_array_equal(load_dataset(root).y_test, y)
