@@ -85,6 +85,12 @@ def load_dataset(
             f"image_mode applies to folders of images. Received: image_mode={image_mode!r} "
             f"for {name!r}."
         )
+    if (
+        name not in DATASETS
+        and not name.lower().endswith(".npz")
+        and ("/" in name or os.sep in name)
+    ):
+        raise FileNotFoundError(f"No image folder at {name}.")
     ds = _load_named(name, data_dir, seed, download)
     if size is None or size == tuple(ds.input_shape[1:]):
         return ds

@@ -181,6 +181,12 @@ def _build(root, where: Path, class_names, parts, size, mode, bad_images) -> Non
         train, test = [train[i] for i in keep], [train[i] for i in held]
     train, test = [f for f in train if f[0] in ok], [f for f in test if f[0] in ok]
     _check_disk(where.parent, (len(train) + len(test)) * int(np.prod(shape)) * 4)
+    warnings.warn(
+        f"decoding the {len(train) + len(test)} images of {root} at {size[0]}x{size[1]} "
+        f"{mode} into the cache {where} (once; later runs read it)",
+        DataNote,
+        stacklevel=4,
+    )
     tmp = Path(tempfile.mkdtemp(dir=where.parent, prefix=f".{where.name}.", suffix=".tmp"))
     try:
         meta = {"version": CACHE_VERSION, "class_names": class_names, "shape": shape}

@@ -21,6 +21,9 @@ from deltanet.data.images import (
     resize_images,
 )
 
+# The note every first decode prints (the CLI shows it as "deltanet: note: ...").
+pytestmark = pytest.mark.filterwarnings("ignore:decoding the:deltanet.data.dataset.DataNote")
+
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
