@@ -58,8 +58,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 def decode_png(data: bytes, max_side: int = MAX_SIDE) -> np.ndarray:
     """A PNG as grey levels ``(H, W)`` float32 in [0, 1], light ink on a dark ground.
 
-    Dark ink on light paper (a mean above 0.5) is inverted; transparent pixels count as the
-    ground, as a canvas with nothing drawn on it is transparent.
+    Dark ink on light paper (a mean above 0.5) is inverted. An image with transparent pixels
+    is read by its opacity, whatever its colours: the strokes on a transparent canvas.
     """
     from PIL import Image
 
@@ -74,12 +74,13 @@ def decode_png(data: bytes, max_side: int = MAX_SIDE) -> np.ndarray:
             rgba = np.asarray(png.convert("RGBA"), dtype=np.float32) / 255
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as err:
         raise ConversionError(f"not a readable PNG image ({err}).") from None
-    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     alpha = rgba[..., 3]
-    opaque = alpha > 0
-    if opaque.any() and grey[opaque].mean() > 0.5:
+    if alpha.min() < 1:
+        return np.ascontiguousarray(alpha)
+    grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if grey.mean() > 0.5:
         grey = 1 - grey  # dark ink on light paper
-    return (grey * alpha).clip(0, 1).astype(np.float32)
+    return grey.clip(0, 1).astype(np.float32)
 
 
 def _ink_box(img: np.ndarray) -> tuple[int, int, int, int]:

@@ -145,11 +145,10 @@ class LiveView(Callback):
             _watch(layer, self.deltas, i)
         self.job.emit(
             "start",
+            **{**self.job.settings, "epochs": self.state.epochs},
             run_dir=str(self.job.run_dir),
-            epochs=self.state.epochs,
             steps_per_epoch=self.state.steps_per_epoch,
             layers=[f"{n} {type(c).__name__}" for n, c in self.watched],
-            **self.job.settings,
         )
 
     def on_epoch_begin(self, epoch: int) -> None:
