@@ -29,7 +29,8 @@ def new_run_dir(model: str, data: str, root: str | os.PathLike = "runs") -> Path
 
     ``os.mkdir`` fails on an existing directory, so two runs started in the same second never
     share one: the second takes the next suffix."""
-    stem = f"{model}-{Path(data).stem if data.endswith('.npz') else data}-"
+    # a file's stem, a folder's name (an image folder is given as its absolute path)
+    stem = f"{model}-{Path(data).stem if data.endswith('.npz') else Path(data).name or data}-"
     stem += time.strftime("%Y%m%d-%H%M%S")
     os.makedirs(root, exist_ok=True)
     n = 1
@@ -190,7 +191,11 @@ def resume_settings(resume: Resume, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _same_setting(key: str, value: Any, saved: Any) -> bool:
-    if key == "data" and isinstance(value, str) and value.lower().endswith(".npz"):
+    if (
+        key == "data"
+        and isinstance(value, str)
+        and (value.lower().endswith(".npz") or os.path.isdir(os.path.expanduser(value)))
+    ):  # saved resolved (cli.train._load_data)
         value = str(Path(value).expanduser().resolve())
     if key == "stepvalues" and value is not None and saved is not None:
         return list(value) == list(saved)
