@@ -109,3 +109,17 @@ def test_resume_on_data_of_another_shape_fails_before_work(tmp_path, capsys):
     assert status == 2, err
     assert "takes examples of shape (1, 12, 12)" in err and "shape (1, 10, 10)" in err
     assert len(list((tmp_path / "r" / "checkpoints").iterdir())) >= 1
+
+
+def test_folder_run_directory_name_and_resume_with_the_folder_spelt_otherwise(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "pets", n=6)
+    status, _, err = train(capsys, "--data", "pets", "--model", "mlp")
+    assert status == 0, err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("mlp-pets-")
+    last = run_dir / "checkpoints" / "last.safetensors"
+    status, _, err = train(capsys, "--data", "./pets/", "--resume", last, "--epochs", 2)
+    assert status == 0, err
