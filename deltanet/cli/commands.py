@@ -47,7 +47,13 @@ def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
             bad_images=getattr(args, "bad_images", None) or "error",
         )
     except FileNotFoundError as err:
-        raise CliError(str(err)) from None
+        downloads = ("mnist", "fashion_mnist", "cifar10")
+        hint = (
+            f" (deltanet {args.command}: --download, or --data-dir DIR)"
+            if data in downloads
+            else ""
+        )
+        raise CliError(f"{err}{hint}") from None
 
 
 def _is_folder(data: str) -> bool:
