@@ -77,6 +77,8 @@ def test_digits_image_size_and_shapes_that_do_not_fit_the_model(tmp_path, capsys
         capsys, "evaluate", model, "--data", "cifar10", "--data-dir", tmp_path / "c"
     )
     assert status == 2 and "(1, 12, 12)" in err and "(3, 32, 32)" in err
+    status, _, err = run(capsys, "evaluate", model, "--data", "cifar10", "--data-dir", tmp_path)
+    assert status == 2 and "CIFAR-10 files missing" in err and "evaluate: --download" in err
     last = tmp_path / "d" / "checkpoints" / "last.safetensors"
     status, _, err = train(capsys, "--resume", last, "--epochs", 2, "--image-size", 8)
     assert status == 2 and "--image-size 8x8 differs from the resumed run's" in err
@@ -85,8 +87,6 @@ def test_digits_image_size_and_shapes_that_do_not_fit_the_model(tmp_path, capsys
 def test_cifar10_missing_names_the_files_and_the_flag(tmp_path, capsys):
     status, _, err = train(capsys, "--data", "cifar10", "--data-dir", tmp_path / "none")
     assert status == 2 and "data_batch_1.bin" in err and "--download" in err
-    status, _, err = run(capsys, "evaluate", tmp_path / "none.safetensors", "--data", "cifar10")
-    assert status == 2 and "no model file" in err
 
 
 def test_resnet20_one_epoch_on_a_generated_cifar10_directory(tmp_path, capsys):
