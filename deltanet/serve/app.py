@@ -36,7 +36,7 @@ from deltanet.serve.inputs import (
     read_body,
     uploaded_file,
 )
-from deltanet.serve.predictor import Predictor, _rounded
+from deltanet.serve.predictor import Predictor, rounded
 
 STATIC = Path(__file__).parent / "static"
 FINAL_EVENTS = ("done", "error")
@@ -141,7 +141,7 @@ def create_app(
         names = pg.predictor.names(probs.shape[1])
         answers = [
             {"class": int(np.argmax(p)), "label": names[int(np.argmax(p))],
-             "probabilities": _rounded(p, 6)}
+             "probabilities": rounded(p, 6)}
             for p in probs
         ]  # fmt: skip
         return {"predictions": answers} if batched else answers[0]
@@ -152,7 +152,7 @@ def create_app(
         input (dataset scale) and where it lies on the drawing."""
         x, frame, (w, h) = await pg.png(request)
         result = await run_in_threadpool(pg.predictor.inspect, x)
-        result["input"] = _rounded(x[0], 4) if x.shape[0] == 1 else _rounded(x, 4)
+        result["input"] = rounded(x[0], 4)  # (H, W): drawings are one-channel images
         result["frame"] = frame_dict(frame) if frame else {"left": 0, "top": 0, "width": w,
                                                            "height": h}  # fmt: skip
         return result

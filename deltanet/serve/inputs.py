@@ -37,7 +37,9 @@ async def read_body(request: Any, limit: int = MAX_BODY) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ApiError(400, f"Content-Length must be a number of bytes. Received: {declared!r}.")
+            raise ApiError(
+                400, f"Content-Length must be a number of bytes. Received: {declared!r}."
+            )
         if int(declared) > limit:
             raise ApiError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}.")
     chunks, size = [], 0

@@ -84,9 +84,9 @@ class Predictor:
         return {
             "class": k,
             "label": self.names(len(probs))[k],
-            "probabilities": _rounded(probs),
+            "probabilities": rounded(probs),
             "layers": [_layer_view(name, layer, y[0]) for name, layer, y in outputs],
-            "saliency": _rounded(dx[0].sum(axis=0) if dx.ndim > 2 else dx[0]),
+            "saliency": rounded(dx[0].sum(axis=0) if dx.ndim > 2 else dx[0]),
         }
 
     def _children(self) -> list[tuple[str, Any]]:
@@ -137,7 +137,7 @@ class Predictor:
         }
 
 
-def _rounded(a: np.ndarray, digits: int = 5) -> Any:
+def rounded(a: np.ndarray, digits: int = 5) -> Any:
     """An array as nested lists of floats with ``digits`` significant digits (smaller JSON)."""
     a = np.asarray(a, dtype=np.float64)
     scale = float(np.max(np.abs(a))) if a.size else 0.0
@@ -152,14 +152,14 @@ def _layer_view(name: str, layer: Any, y: np.ndarray) -> dict[str, Any]:
     view: dict[str, Any] = {"name": name, "type": type(layer).__name__, "shape": list(y.shape)}
     if y.ndim == 3:
         view["kind"] = "maps"
-        view["data"] = _rounded(y[:MAX_MAP_CHANNELS], 3)
+        view["data"] = rounded(y[:MAX_MAP_CHANNELS], 3)
     elif y.ndim == 2:  # 1D feature maps (C, L): each channel a one-row image
         view["kind"] = "maps"
-        view["data"] = _rounded(y[:MAX_MAP_CHANNELS, None, :], 3)
+        view["data"] = rounded(y[:MAX_MAP_CHANNELS, None, :], 3)
     elif y.ndim == 4:  # volumes (C, D, H, W): the middle slice of each map
         view["kind"] = "maps"
-        view["data"] = _rounded(y[:MAX_MAP_CHANNELS, y.shape[1] // 2], 3)
+        view["data"] = rounded(y[:MAX_MAP_CHANNELS, y.shape[1] // 2], 3)
     else:
         view["kind"] = "vector"
-        view["data"] = _rounded(y.reshape(-1)[:MAX_VECTOR], 3)
+        view["data"] = rounded(y.reshape(-1)[:MAX_VECTOR], 3)
     return view

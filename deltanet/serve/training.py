@@ -95,8 +95,9 @@ def parse_settings(body: Any, options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown settings {unknown}.")
     d = options["defaults"]
-    s = {"data": _choice(body, "data", list(options["datasets"]), d["data"])}
-    s["model"] = _choice(body, "model", options["datasets"][s["data"]]["models"], d["model"])
+    s: dict[str, Any] = {"data": _choice(body, "data", list(options["datasets"]), d["data"])}
+    models = options["datasets"][s["data"]]["models"]
+    s["model"] = _choice(body, "model", models, d["model"] if d["model"] in models else models[0])
     s["optimizer"] = _choice(body, "optimizer", options["optimizers"], d["optimizer"])
     s["lr_policy"] = _choice(body, "lr_policy", options["policies"], d["lr_policy"])
     s["lr"] = _number(body, "lr", float, d["lr"])

@@ -49,8 +49,9 @@ def test_predict_drawings_raw_and_uploaded(client, digit):
 
 
 def test_a_png_of_the_models_own_size_is_taken_as_it_is(client, predictor, digits_test):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     x, y = digits_test
     buf = io.BytesIO()
@@ -117,8 +118,9 @@ def test_bad_input_is_a_4xx_that_names_it_and_the_server_goes_on(
 
 
 def test_png_of_the_wrong_size_for_this_model(client):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("L", (5, 5), 255).save(buf, "PNG")
@@ -150,7 +152,7 @@ def test_errors_for_routes_and_inspect(client):
 
 def test_the_page_needs_no_network(client):
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
+    assert page.status_code == 200 and '<canvas id="pad"' in page.text
     assert client.get("/docs").status_code == 404  # its scripts come from a CDN: off
     assert "/api/predict" in client.get("/openapi.json").json()["paths"]
     for path in STATIC.iterdir():

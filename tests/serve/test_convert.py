@@ -99,7 +99,9 @@ def test_decode_refuses_what_is_not_a_readable_png_of_a_sane_size():
     with pytest.raises(ConversionError, match="not a readable PNG"):
         decode_png(draw_png("1")[:60])  # cut short
     header = struct.pack(">II5B", 100_000, 100_000, 8, 0, 0, 0, 0)
-    ihdr = struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    ihdr = (
+        struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    )
     bomb = b"\x89PNG\r\n\x1a\n" + ihdr
     assert png_size(bomb) == (100_000, 100_000)
     with pytest.raises(ConversionError, match="100000x100000"):

@@ -80,16 +80,18 @@ const Charts = (() => {
     return v >= 0 ? [a, Math.round(a * 0.25), 0] : [0, Math.round(a * 0.4), a];
   }
 
-  // one 2-D array into (x, y, w, h) of the canvas, normalised by [lo, hi]
-  function image(ctx, a, x, y, w, h, lo, hi, diverging) {
+  // one 2-D array into (x, y, w, h) of the canvas, normalised by [lo, hi]; fade: full colour
+  // with opacity |value| (an overlay that leaves what is under small values visible)
+  function image(ctx, a, x, y, w, h, lo, hi, diverging, fade = false) {
     const rows = a.length, cols = a[0].length;
     const img = ctx.createImageData(cols, rows);
     const scale = diverging ? Math.max(Math.abs(lo), Math.abs(hi)) || 1 : hi - lo || 1;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
         const v = diverging ? a[r][c] / scale : (a[r][c] - lo) / scale;
-        const [R, G, B] = colour(v, diverging), k = 4 * (r * cols + c);
-        img.data[k] = R; img.data[k + 1] = G; img.data[k + 2] = B; img.data[k + 3] = 255;
+        const [R, G, B] = colour(fade ? Math.sign(v) : v, diverging), k = 4 * (r * cols + c);
+        img.data[k] = R; img.data[k + 1] = G; img.data[k + 2] = B;
+        img.data[k + 3] = fade ? Math.round(230 * Math.min(1, Math.abs(v))) : 255;
       }
     }
     const tmp = document.createElement("canvas");

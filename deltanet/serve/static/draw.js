@@ -87,15 +87,14 @@ window.drawState = drawState;
     p.textContent = `${res.label} (${(100 * res.probabilities[res.class]).toFixed(1)}%)`;
     p.dataset.class = res.label;
     Charts.bars(document.getElementById("probs"), res.probabilities, { labels: names, highlight: res.class });
-    const input = res.input[0] || res.input, sal = res.saliency;
+    const input = res.input, sal = res.saliency;
     const [lo, hi] = Charts.range(sal), s = Math.max(-lo, hi) || 1;
     Charts.image(document.getElementById("input-view").getContext("2d"), input, 0, 0, 160, 160, 0, 1, false);
     Charts.image(document.getElementById("saliency-view").getContext("2d"), sal, 0, 0, 160, 160, -s, s, true);
     if (document.getElementById("show-saliency").checked) {
       const f = res.frame;
-      o.globalAlpha = 0.55;
-      Charts.image(o, sal, f.left, f.top, f.width, f.height, -s, s, true);
-      o.globalAlpha = 1;
+      o.imageSmoothingEnabled = false;
+      Charts.image(o, sal, f.left, f.top, f.width, f.height, -s, s, true, true);
       o.strokeStyle = "#6cf"; o.setLineDash([4, 4]); o.strokeRect(f.left, f.top, f.width, f.height);
       o.setLineDash([]);
     }
