@@ -11,10 +11,11 @@ import re
 import types
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import deltanet
+
+nbformat = pytest.importorskip("nbformat", reason="the docs extra: pip install -e '.[docs]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
