@@ -152,10 +152,10 @@ def _build(tmp_path: Path, pages: dict[str, str], monkeypatch, execute: bool = F
     build(config)
 
 
-def _notebook(source: str) -> str:
+def _notebook(source: str, text: str = "# A notebook") -> str:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = dict(name="python3", display_name="Python 3", language="python")
-    nb.cells = [nbformat.v4.new_markdown_cell("# A notebook"), nbformat.v4.new_code_cell(source)]
+    nb.cells = [nbformat.v4.new_markdown_cell(text), nbformat.v4.new_code_cell(source)]
     return nbformat.writes(nb)
 
 
@@ -173,14 +173,16 @@ def test_strict_build_passes_on_a_good_site(tmp_path, monkeypatch):
         "index.md": "# Home\n\n## Part one\n\n[other](other.md#part-two) "
         "[code](../pkg/mod.py#L2-L2) [nb](nb.ipynb)\n\n::: deltanet.Dense\n",
         "other.md": "# Other\n\n## Part two\n\n<!-- deltanet-help: summary -->\n",
-        "nb.ipynb": _notebook("print('computed', 6 * 7)"),
+        "nb.ipynb": _notebook("print('computed', 6 * 7)", "# NB\n\n[back](other.md#part-two)"),
     }
     _build(tmp_path, pages, monkeypatch, execute=True)
     html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     assert "source/pkg/mod.py/#L-2" in html  # the code link points at its line
     assert "deltanet.Dense" in html
     assert "usage: deltanet summary" in (tmp_path / "site/other/index.html").read_text()
-    assert "computed 42" in (tmp_path / "site/nb/index.html").read_text()  # executed
+    notebook = (tmp_path / "site/nb/index.html").read_text()
+    assert "computed 42" in notebook  # executed
+    assert 'href="../other/#part-two"' in notebook  # its link to a page made a site link
 
 
 @pytest.mark.parametrize(
@@ -199,6 +201,14 @@ def test_strict_build_fails_on_a_broken_link(tmp_path, monkeypatch, page):
     _code_file(tmp_path)
     with pytest.raises(Abort, match="strict mode"):
         _build(tmp_path, {"index.md": f"# Home\n\n{page}\n"}, monkeypatch)
+
+
+def test_strict_build_fails_on_a_broken_link_in_a_notebook(tmp_path, monkeypatch):
+    from mkdocs.exceptions import Abort
+
+    pages = {"nb.ipynb": _notebook("1", "# NB\n\n[gone](missing.md)")}
+    with pytest.raises(Abort, match="strict mode"):
+        _build(tmp_path, pages, monkeypatch)
 
 
 def test_strict_build_fails_on_a_missing_api_reference(tmp_path, monkeypatch):
