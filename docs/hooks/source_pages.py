@@ -37,9 +37,10 @@ def _page(rel: str, text: str) -> str:
     # Raw HTML rather than a fenced block: MkDocs sees the ids of raw HTML, so a link to a line
     # that the file does not have is a broken anchor, which the strict build reports.
     lexer = get_lexer_for_filename(rel, stripnl=False)
-    formatter = HtmlFormatter(linenos="table", lineanchors="L", anchorlinenos=True, wrapcode=True)
+    formatter = HtmlFormatter(linenos="table", linespans="L", wrapcode=True)  # line 10: id L-10
     html = highlight(text, lexer, formatter)
-    return f"---\nsearch:\n  exclude: true\n---\n\n# `{rel}`\n\n{html}\n"
+    front = "search:\n  exclude: true\nhide:\n  - navigation\n  - toc\n"
+    return f"---\n{front}---\n\n# `{rel}`\n\n{html}\n"
 
 
 def on_files(files: Files, config) -> Files:
