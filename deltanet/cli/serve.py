@@ -8,6 +8,7 @@ imported only here, when the command runs: ``pip install "deltanet[serve]"``.
 from __future__ import annotations
 
 import argparse
+import socket
 import time
 from pathlib import Path
 
@@ -76,6 +77,25 @@ def run(args: argparse.Namespace) -> int:
     path = resolve_model(args.model_file)
     model, meta = load_model_file(str(path))
     app = create_app(Predictor(model, meta, source=str(path)), runs_dir=RUNS)
-    print(f"deltanet serve: {path} on http://{args.host}:{args.port}/ (Ctrl-C stops)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    sock = _listen(args.host, args.port)
+    port = sock.getsockname()[1]
+    print(f"deltanet serve: {path} on http://{args.host}:{port}/ (Ctrl-C stops)")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so that a taken port is one clear line (not a log
+    record after the model has loaded), and ``--port 0`` tells its number."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise CliError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}): another server may use "
+            "it; choose another --port."
+        ) from None
+    return sock

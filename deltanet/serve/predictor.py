@@ -7,7 +7,7 @@ input). One lock serialises the model's use: each request is a few milliseconds 
 
 Under that lock BLAS runs on one thread: one example's matrices are tiny, and OpenBLAS's extra
 threads only wait on each other (on 2 busy cores the load test answered 144 requests a second
-with one BLAS thread, 80 with two).
+with OPENBLAS_NUM_THREADS=1, 80 with 2).
 """
 
 from __future__ import annotations
