@@ -183,3 +183,36 @@ def test_concurrent_inspections_match_the_single_threaded_answers(predictor, dig
             assert got["class"] == expected[i]["class"]
             np.testing.assert_allclose(got["probabilities"], expected[i]["probabilities"])
             np.testing.assert_allclose(got["saliency"], expected[i]["saliency"])
+
+
+def _client_for(model_name: str, data: str, shape: tuple[int, ...]):
+    """The app for an untrained zoo model, with the metadata a run of it would have."""
+    from fastapi.testclient import TestClient
+
+    from deltanet.serve.app import create_app
+    from deltanet.serve.predictor import Predictor
+    from deltanet.zoo import build_model
+
+    model = build_model(model_name, input_shape=shape, num_classes=10)
+    meta = {"model": model_name, "data": data, "input_shape": list(shape), "num_classes": 10}
+    return TestClient(create_app(Predictor(model, meta)))
+
+
+def test_a_28x28_model_gets_mnists_recipe():
+    with _client_for("lenet5", "mnist", (1, 28, 28)) as c:
+        assert c.get("/api/model").json()["recipe"] == "mnist"
+        r = c.post("/api/inspect", content=draw_png("0"), headers=PNG).json()
+        field = np.array(r["input"])
+        assert field.shape == (28, 28) and np.array(r["saliency"]).shape == (28, 28)
+        rows = np.flatnonzero(field.sum(axis=1))
+        assert rows[-1] - rows[0] + 1 == 20  # the loop's height fitted into 20 of 28 rows
+        assert [lay["shape"] for lay in r["layers"]][:3] == [[6, 28, 28]] * 2 + [[6, 14, 14]]
+
+
+def test_a_model_of_sequences_takes_json_not_drawings():
+    with _client_for("cnn1d", "mnist1d", (1, 40)) as c:
+        assert c.get("/api/model").json()["recipe"] is None
+        r = c.post("/api/predict", content=draw_png("1"), headers=PNG)
+        assert r.status_code == 422 and "send a JSON array" in r.json()["error"]
+        r = c.post("/api/predict", json=np.linspace(-1, 1, 40).tolist())
+        assert r.status_code == 200 and len(r.json()["probabilities"]) == 10

@@ -80,3 +80,17 @@ def test_import_deltanet_does_not_import_the_web_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_taken_port_is_one_clear_error():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CliError, match=f"cannot listen on 127.0.0.1:{port}"):
+            serve._listen("127.0.0.1", port)
+    free = serve._listen("127.0.0.1", 0)
+    assert free.getsockname()[1] > 0
+    free.close()
