@@ -48,7 +48,7 @@ def test_resnet20_is_he_et_al():
     assert projections == [3, 6]
     assert blocks[3].shortcut[0].kernel_size == (1, 1)
     convs = [layer for _, layer in model.named_layers() if isinstance(layer, dn.ConvND)]
-    assert len(convs) == 19 + 2  # 19 3x3 convs + the dense = 20 layers; 2 projections
+    assert len(convs) == 19 + 2  # stem + 18 (with the dense: 20 weighted layers), 2 projections
     assert model(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
 
 
