@@ -94,3 +94,14 @@ def test_sizes_cover_the_whole_model(tmp_path):
     again = dn.load(tmp_path / "packed.safetensors").eval()
     x = np.random.default_rng(6).standard_normal((2, *SHAPES["bireal_resnet20"]))
     np.testing.assert_array_equal(again(x), packed(x))
+
+
+def test_packed_model_exports_to_onnx(tmp_path):
+    """The packed convs export as float equivalents (signs, ±1 weights, affine) between the
+    float shortcuts and additions; onnxruntime gives the packed model's outputs."""
+    pytest.importorskip("onnxruntime")
+    from tests.io.test_onnx import export_and_compare
+
+    packed = pack(bireal("bireal_resnet20", dtype=np.float32))
+    proto = export_and_compare(tmp_path, packed, SHAPES["bireal_resnet20"], batch=3)
+    assert {"Where", "Add", "AveragePool"} <= {node.op_type for node in proto.graph.node}
