@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from deltanet.cli.common import CliError
@@ -36,8 +37,11 @@ def newest_model(runs: Path = RUNS) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def resolve_model(model_file: str | None, runs: Path = RUNS, say=print) -> Path:
-    """MODEL, or the newest run's model, or the main job's model trained now."""
+def resolve_model(
+    model_file: str | None, runs: Path = RUNS, say: Callable[[str], object] = print
+) -> Path:
+    """MODEL, or the newest run's model, or the main job's model trained now (``say`` tells
+    which)."""
     if model_file:
         return Path(model_file)
     found = newest_model(runs)

@@ -148,6 +148,9 @@ def test_errors_for_routes_and_inspect(client):
     assert r.status_code == 415 and "PNG" in r.json()["error"]
     r = client.post("/api/predict", files={"note": (None, "text")})
     assert r.status_code == 422 and "no file" in r.json()["error"]
+    r = client.get("/api/train/events?since=soon")
+    assert r.status_code == 422 and "since" in r.json()["error"]
+    assert client.get("/api/predict").json() == {"error": "Method Not Allowed"}
 
 
 def test_the_page_needs_no_network(client):
@@ -216,3 +219,24 @@ def test_a_model_of_sequences_takes_json_not_drawings():
         assert r.status_code == 422 and "send a JSON array" in r.json()["error"]
         r = c.post("/api/predict", json=np.linspace(-1, 1, 40).tolist())
         assert r.status_code == 200 and len(r.json()["probabilities"]) == 10
+
+
+def test_a_bug_is_a_json_500_and_the_server_goes_on(predictor, monkeypatch, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from deltanet.serve.app import create_app
+
+    app = create_app(predictor, runs_dir=tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        calls = []
+
+        def broken(x):
+            calls.append(1)
+            if len(calls) == 1:
+                raise IndexError("a bug")
+            return predictor.__class__.predict(predictor, x)
+
+        monkeypatch.setattr(predictor, "predict", broken)
+        r = c.post("/api/predict", content=draw_png("1"), headers=PNG)
+        assert r.status_code == 500 and r.json() == {"error": "internal error: IndexError: a bug"}
+        assert c.post("/api/predict", content=draw_png("1"), headers=PNG).json()["label"] == "1"
