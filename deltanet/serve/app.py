@@ -109,6 +109,14 @@ def create_app(
     pg = Playground(predictor, Path(runs_dir), max_body)
     app.state.playground = pg
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _error_handlers(app)
+    _prediction_routes(app, pg)
+    _training_routes(app, pg)
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"error": message}``."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
@@ -128,6 +136,8 @@ def create_app(
         # a bug, not bad input: still JSON, and the server goes on with the next request
         return _error(500, f"internal error: {type(err).__name__}: {err}")
 
+
+def _prediction_routes(app: FastAPI, pg: Playground) -> None:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
@@ -167,9 +177,6 @@ def create_app(
         result["frame"] = frame_dict(frame) if frame else {"left": 0, "top": 0, "width": w,
                                                            "height": h}  # fmt: skip
         return result
-
-    _training_routes(app, pg)
-    return app
 
 
 def _training_routes(app: FastAPI, pg: Playground) -> None:
