@@ -3,8 +3,9 @@
 "use strict";
 
 // version: strokes drawn so far; answered: the version of the last answer shown (tests wait
-// for them to agree); result: that answer.
-const drawState = { version: 0, answered: 0, inFlight: false, result: null, model: null };
+// for them to agree); cleared: the version at the last Clear (older answers are dropped).
+const drawState = { version: 0, answered: 0, cleared: 0, inFlight: false, result: null,
+                    model: null };
 window.drawState = drawState;
 
 (() => {
@@ -15,7 +16,7 @@ window.drawState = drawState;
   function clearPad() {
     ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pad.width, pad.height);
     overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
-    drawState.version = drawState.answered = 0;
+    drawState.cleared = drawState.answered = drawState.version;
     drawState.result = null;
     document.getElementById("prediction").textContent = "\u2013";
     document.getElementById("prediction").dataset.class = "";
@@ -53,7 +54,7 @@ window.drawState = drawState;
 
   // One request at a time; strokes drawn meanwhile go in the next one (the newest drawing).
   function send() {
-    if (drawState.inFlight) return;
+    if (drawState.inFlight || drawState.version === drawState.cleared) return; // busy, or blank
     drawState.inFlight = true;
     const version = drawState.version;
     pad.toBlob(async (blob) => {
@@ -62,7 +63,7 @@ window.drawState = drawState;
                                                 headers: { "Content-Type": "image/png" } });
         const answer = await r.json();
         if (!r.ok) throw new Error(answer.error || r.statusText);
-        if (drawState.version !== 0 && version >= drawState.answered) {
+        if (version > drawState.cleared && version >= drawState.answered) {
           drawState.result = answer;
           drawState.answered = version;
           show(answer);
