@@ -5,7 +5,9 @@ which work in Jupyter and on a repository's file view. MkDocs rewrites such link
 pages but not in the HTML that mkdocs-jupyter makes of a notebook, so this hook does it: each
 ``href`` to a ``.md`` or ``.ipynb`` file becomes the URL of that page, and a link to a page that
 does not exist is a warning, which fails ``mkdocs build --strict``. It also logs how long each
-notebook took to render (to run, when ``DELTANET_DOCS_EXECUTE=true``).
+notebook took to render (to run, when ``DELTANET_DOCS_EXECUTE=true``), and puts a download link
+to the ``.ipynb`` (which mkdocs-jupyter's ``include_source`` copies beside the page) under the
+notebook's title.
 """
 
 from __future__ import annotations
@@ -45,4 +47,12 @@ def on_page_content(html: str, page, config, files) -> str:
             return m[0]
         return f'href="{file.url_relative_to(page.file)}{m["anchor"] or ""}"'
 
-    return HREF.sub(relink, html)
+    name = posixpath.basename(src)
+    download = (
+        f'<p class="notebook-download"><a href="{name}" download>Download the notebook '
+        f"(<code>{name}</code>)</a> to run it yourself.</p>\n"
+    )
+    html = HREF.sub(relink, html)
+    at = html.find("</h1>")  # under the notebook's title, when it has one
+    at = at + len("</h1>") if at >= 0 else 0
+    return html[:at] + download + html[at:]
