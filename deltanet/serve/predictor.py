@@ -80,7 +80,8 @@ class Predictor:
 
     def inspect(self, x: np.ndarray) -> dict[str, Any]:
         """One example ``x (*input_shape)``: probabilities, each top-level layer's output and
-        the saliency map (δ at the input of the predicted class's logit, one backward pass)."""
+        the saliency map (δ at the input of the predicted class's logit, one backward pass;
+        None, with ``saliency_error``, for a model without backward: a bit-packed one)."""
         from deltanet.ops.activations import softmax_forward
 
         xs = self._prepare(x[None])
@@ -90,16 +91,21 @@ class Predictor:
             k = int(np.argmax(logits[0]))
             onehot = np.zeros_like(logits)
             onehot[0, k] = 1
-            dx = self._input_grad(onehot)
+            try:
+                dx, why = self._input_grad(onehot), None
+            except ValueError as err:  # a bit-packed layer is inference-only: no backward
+                dx, why = None, str(err)
             self.model.zero_grad()  # backward added into .grad: leave the model as it was
             self.model.clear_cache()
         probs = np.asarray(softmax_forward(logits.astype(np.float64))[0])[0]
+        saliency = None if dx is None else rounded(dx[0].sum(axis=0) if dx.ndim > 2 else dx[0])
         return {
             "class": k,
             "label": self.names(len(probs))[k],
             "probabilities": rounded(probs),
             "layers": [_layer_view(name, layer, y[0]) for name, layer, y in outputs],
-            "saliency": rounded(dx[0].sum(axis=0) if dx.ndim > 2 else dx[0]),
+            "saliency": saliency,
+            **({"saliency_error": why} if why else {}),
         }
 
     def _children(self) -> list[tuple[str, Any]]:

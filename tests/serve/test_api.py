@@ -240,3 +240,20 @@ def test_a_bug_is_a_json_500_and_the_server_goes_on(predictor, monkeypatch, tmp_
         r = c.post("/api/predict", content=draw_png("1"), headers=PNG)
         assert r.status_code == 500 and r.json() == {"error": "internal error: IndexError: a bug"}
         assert c.post("/api/predict", content=draw_png("1"), headers=PNG).json()["label"] == "1"
+
+
+def test_a_packed_model_is_inspected_without_saliency():
+    from fastapi.testclient import TestClient
+
+    from deltanet.binary import pack
+    from deltanet.serve.app import create_app
+    from deltanet.serve.predictor import Predictor
+    from deltanet.zoo import build_model
+
+    packed = pack(build_model("binary_lenet", input_shape=(1, 8, 8)).eval())
+    meta = {"model": "binary_lenet", "data": "digits", "input_shape": [1, 8, 8]}
+    with TestClient(create_app(Predictor(packed, meta))) as c:
+        r = c.post("/api/inspect", content=draw_png("1"), headers=PNG).json()
+        assert r["saliency"] is None and "inference-only" in r["saliency_error"]
+        assert len(r["layers"]) == len(c.get("/api/model").json()["layers"])  # BN folded: 9
+        assert len(r["probabilities"]) == 10

@@ -63,12 +63,12 @@ window.drawState = drawState;
                                                 headers: { "Content-Type": "image/png" } });
         const answer = await r.json();
         if (!r.ok) throw new Error(answer.error || r.statusText);
+        note.textContent = "";
         if (version > drawState.cleared && version >= drawState.answered) {
           drawState.result = answer;
           drawState.answered = version;
           show(answer);
         }
-        note.textContent = "";
       } catch (err) {
         note.textContent = "error: " + err.message;
         drawState.answered = version;
@@ -89,10 +89,13 @@ window.drawState = drawState;
     p.dataset.class = res.label;
     Charts.bars(document.getElementById("probs"), res.probabilities, { labels: names, highlight: res.class });
     const input = res.input, sal = res.saliency;
-    const [lo, hi] = Charts.range(sal), s = Math.max(-lo, hi) || 1;
     Charts.image(document.getElementById("input-view").getContext("2d"), input, 0, 0, 160, 160, 0, 1, false);
-    Charts.image(document.getElementById("saliency-view").getContext("2d"), sal, 0, 0, 160, 160, -s, s, true);
-    if (document.getElementById("show-saliency").checked) {
+    const salView = document.getElementById("saliency-view").getContext("2d");
+    salView.clearRect(0, 0, 160, 160);
+    if (!sal) note.textContent = `no saliency map: ${res.saliency_error}`;
+    const [lo, hi] = sal ? Charts.range(sal) : [0, 0], s = Math.max(-lo, hi) || 1;
+    if (sal) Charts.image(salView, sal, 0, 0, 160, 160, -s, s, true);
+    if (sal && document.getElementById("show-saliency").checked) {
       const f = res.frame;
       o.imageSmoothingEnabled = false;
       Charts.image(o, sal, f.left, f.top, f.width, f.height, -s, s, true, true);
