@@ -36,6 +36,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "bad_images": None,  # --data DIR: "error" (None) or "skip" unreadable image files
     "standardize": True,
     "augment": "none",  # training-batch augmentation, a spec like "crop4,flip" (data.augment)
+    "recipe": None,  # set, never given: the (model, data) recipe applied (cli.recipes)
 }
 PLOT_FILES = {
     "history": "learning_curves.png",

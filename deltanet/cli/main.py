@@ -15,6 +15,7 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 
+from deltanet.cli import recipes
 from deltanet.cli.common import TRAIN_DEFAULTS, CliError, parse_shape
 from deltanet.data import DATASETS, MAX_CLASSES, DataNote
 from deltanet.optim import OPTIMIZERS
@@ -79,8 +80,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train a model; writes a run directory",
         description="Train a zoo model on a dataset. The run directory receives\n"
         "model.safetensors, history.csv, metrics.json, checkpoints/ and PNG plots. The test set\n"
-        "is evaluated once, at the end; validation comes from a split of the training set.",
-        epilog=EXAMPLES,
+        "is evaluated once, at the end; validation comes from a split of the training set.\n"
+        "A (model, dataset) pair with a recipe (listed below) trains with the recipe's settings\n"
+        "instead of the defaults shown here; flags given override both.",
+        epilog=EXAMPLES + "\n" + recipes.help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", choices=MODELS, help="zoo model (default: chosen from the data)")

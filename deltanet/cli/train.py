@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deltanet.cli import rundir
+from deltanet.cli import recipes, rundir
 from deltanet.cli.common import TRAIN_DEFAULTS, CliError, default_model, make_plots, write_json
 
 MAX_EPOCHS = 10**6
@@ -49,8 +49,11 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
     lead = dist is None or dist.rank() == 0  # the rank that prints and writes
     out, config, resume = _resolve(args, check_out=lead)
     ds = _load_data(config, args)
+    if config["model"] is None:  # chosen from the data's shape: only now is its recipe known
+        config["model"] = default_model(tuple(ds.input_shape))
+        recipes.apply_recipe(config, _given(args), shape_data=False)
+        _check_numbers(config)
     _check_augment(config, tuple(ds.input_shape), resume)
-    config["model"] = config["model"] or default_model(tuple(ds.input_shape))
     model = _build(config, ds)
     train, val, standardizer = _split(config, ds)
     optimizer, schedule = _optimizer(config, model, len(train[0]))
@@ -91,6 +94,9 @@ def _announce(say, config, args, out: Path, ds, model, train, val, dist) -> None
         f"{0 if val is None else len(val[1])} to validate), {len(ds.y_test)} held out for the "
         f"test, shape {tuple(ds.input_shape)}, {ds.num_classes} classes"
     )
+    recipe = recipes.find_recipe(config["model"], config["data"])
+    if config.get("recipe") and recipe is not None:
+        say(f"recipe {recipe.name}: {' '.join(recipe.argv())} (flags given override it)")
     if config.get("augment", "none") != "none":
         say(f"augmentation of the training batches: {config['augment']}")
     if dist is not None:
@@ -102,14 +108,15 @@ def _announce(say, config, args, out: Path, ds, model, train, val, dist) -> None
 def _resolve(
     args: argparse.Namespace, check_out: bool = True
 ) -> tuple[Path | None, dict, rundir.Resume | None]:
-    """The run directory (None: a new one), the settings (defaults < resumed run < args) and
-    the checkpoint to resume. Every check that needs no data is made here."""
-    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
-    given.update({k: getattr(args, k) for k in ("data_dir",) if getattr(args, k, None)})
+    """The run directory (None: a new one), the settings (defaults < the pair's recipe < args;
+    resumed: the run's own < args) and the checkpoint to resume. Every check that needs no data
+    is made here."""
+    given = _given(args)
     resume = rundir.read_resume(args.resume) if args.resume else None
     if resume is None:
         out = Path(args.out) if args.out else None
         config = {**TRAIN_DEFAULTS, **given}
+        recipes.apply_recipe(config, given)  # --model's; with no --model, once it is chosen
     else:
         out = rundir.resume_out(resume, args.out)
         config = {**TRAIN_DEFAULTS, **rundir.resume_settings(resume, given)}
@@ -122,6 +129,13 @@ def _resolve(
         else:
             rundir.check_resume_out(resume, out)
     return out, config, resume
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (a flag not given is None in ``args``)."""
+    given = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
+    given.update({k: getattr(args, k) for k in ("data_dir",) if getattr(args, k, None)})
+    return given
 
 
 def _check_numbers(c: dict[str, Any]) -> None:
