@@ -102,6 +102,27 @@ def test_every_api_reference_resolves():
             pytest.fail(f"docs/api/{page}: ::: {ident} renders the module; name the object")
 
 
+# --- the worked examples of the pages -----------------------------------------------------------
+
+RUNS = "<!-- runs: tests/test_site.py -->\n```python\n"
+EXAMPLE_PAGES = sorted(p for p in DOCS.rglob("*.md") if RUNS in p.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=lambda p: str(p.relative_to(DOCS)))
+def test_marked_examples_run_as_written(page, tmp_path, monkeypatch):
+    """Each ```python block marked ``<!-- runs: tests/test_site.py -->`` runs, in page order,
+    in one namespace per page, in an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    text = page.read_text(encoding="utf-8")
+    space: dict = {}
+    for block in re.findall(re.escape(RUNS) + r"(.*?)```", text, re.S):
+        exec(compile(block, str(page), "exec"), space)
+
+
+def test_pages_have_marked_examples():
+    assert {p.name for p in EXAMPLE_PAGES} >= {"index.md", "layers.md", "training.md"}
+
+
 # --- the notebooks ------------------------------------------------------------------------------
 
 NOTEBOOKS = sorted((DOCS / "tutorials").glob("*.ipynb"))
