@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from deltanet.binary.layers import QConv2D, QDense
+from deltanet.init import RngLike
 from deltanet.layers import (
     BatchNorm1D,
     BatchNorm2D,
@@ -28,11 +29,18 @@ from deltanet.layers import (
 )
 from deltanet.zoo.common import check_dense, spatial_sizes
 
+Shape = tuple[int, ...]  # one example's, channels first
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
 def digits_cnn(
-    input_shape=(1, 8, 8), num_classes=10, *, channels=(32, 64), hidden=128, dropout=0.0, rng=None
+    input_shape: Shape = (1, 8, 8),
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, int] = (32, 64),
+    hidden: int = 128,
+    dropout: float = 0.0,
+    rng: RngLike = None,
 ) -> Sequential:
     """Small CNN for the 8x8 digits: two 3x3 'same' convs, one 2x2 max-pool, two dense layers.
 
@@ -59,7 +67,9 @@ def digits_cnn(
     return Sequential(*layers, Dense(hidden, num_classes, rng=rng))
 
 
-def lenet5(input_shape=(1, 28, 28), num_classes=10, *, rng=None) -> Sequential:
+def lenet5(
+    input_shape: Shape = (1, 28, 28), num_classes: int = 10, *, rng: RngLike = None
+) -> Sequential:
     """LeNet-5 with ReLU and max-pooling (61,706 parameters for 28x28 inputs and 10 classes).
 
     (N, C, 28, 28) -> conv5x5(C->6, pad 2) ReLU -> maxpool 2 (6, 14, 14) -> conv5x5(6->16) ReLU
@@ -85,7 +95,12 @@ def lenet5(input_shape=(1, 28, 28), num_classes=10, *, rng=None) -> Sequential:
 
 
 def mlp(
-    input_shape=(400,), num_classes=10, *, hidden=(25,), activation="sigmoid", rng=None
+    input_shape: Shape = (400,),
+    num_classes: int = 10,
+    *,
+    hidden: int | tuple[int, ...] = (25,),
+    activation: str = "sigmoid",
+    rng: RngLike = None,
 ) -> Sequential:
     """Fully connected network: flatten -> [dense -> activation] per hidden size -> dense.
 
@@ -110,7 +125,14 @@ def mlp(
     return Sequential(*layers, Dense(sizes[-1], num_classes, rng=rng))
 
 
-def cnn1d(input_shape=(1, 40), num_classes=10, *, channels=(32, 64), hidden=128, rng=None):
+def cnn1d(
+    input_shape: Shape = (1, 40),
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, int] = (32, 64),
+    hidden: int = 128,
+    rng: RngLike = None,
+) -> Sequential:
     """1D CNN for MNIST-1D sequences: two 'same' convs of width 5, each followed by max-pool 2.
 
     (N, C, L) -> conv5(C->32) ReLU pool -> conv5(32->64) ReLU pool -> flatten (N, 64*(L//4))
@@ -133,7 +155,14 @@ def cnn1d(input_shape=(1, 40), num_classes=10, *, channels=(32, 64), hidden=128,
     )
 
 
-def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidden=64, rng=None):
+def cnn3d(
+    input_shape: Shape = (1, 16, 16, 16),
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, int] = (8, 16),
+    hidden: int = 64,
+    rng: RngLike = None,
+) -> Sequential:
     """3D CNN for voxel volumes: two 3x3x3 'same' convs, each followed by a 2x2x2 max-pool.
 
     (N, C, D, H, W) -> conv3(C->8) ReLU pool -> conv3(8->16) ReLU pool -> flatten
@@ -158,7 +187,12 @@ def cnn3d(input_shape=(1, 16, 16, 16), num_classes=10, *, channels=(8, 16), hidd
 
 
 def binary_lenet(
-    input_shape=(1, 8, 8), num_classes=10, *, channels=(64, 64, 128), hidden=256, rng=None
+    input_shape: Shape = (1, 8, 8),
+    num_classes: int = 10,
+    *,
+    channels: tuple[int, int, int] = (64, 64, 128),
+    hidden: int = 256,
+    rng: RngLike = None,
 ) -> Sequential:
     """A binary LeNet in the BMXNet manner: first and last layers full precision, the rest 1-bit.
 
