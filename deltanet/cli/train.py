@@ -74,7 +74,7 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
         if claim is not None:
             claim.discard()
         raise
-    test = ds.x_test if standardizer is None else standardizer.transform(ds.x_test)
+    test = _test_inputs(ds.x_test, standardizer)
     metrics = _finish(config, out, run, model, history, ds, test, started, dist)
     if not lead:
         return 0
@@ -232,10 +232,18 @@ def _build(config: dict[str, Any], ds: Any) -> Any:
 
 
 def _split(config: dict[str, Any], ds: Any) -> tuple[tuple, tuple | None, Any]:
-    """``(train, val or None, standardizer or None)``: validation is cut from the training set."""
+    """``(train, val or None, standardizer or None)``: validation is cut from the training set.
+
+    A memory-mapped training set (an image folder's cache) is split and standardised a chunk
+    at a time into memory-mapped files (``data.mapped.split_mapped``), so the memory it takes does
+    not grow with the folder's size; in-memory datasets take the in-memory path below."""
     from deltanet.data import Standardizer, train_val_split
+    from deltanet.data.mapped import is_mapped, split_mapped
 
     x, y = ds.x_train, ds.y_train
+    if is_mapped(x):
+        fraction, seed = config["val_fraction"], config["seed"]
+        return split_mapped(x, y, fraction, seed=seed, standardize=config["standardize"])
     val = None
     if config["val_fraction"] > 0:
         x, y, xv, yv = train_val_split(x, y, config["val_fraction"], seed=config["seed"])
@@ -338,6 +346,17 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         sync_batch_norm=bool(getattr(args, "sync_batch_norm", False)),
         augment=config.get("augment"),
     )
+
+
+def _test_inputs(x_test: np.ndarray, standardizer: Any) -> np.ndarray:
+    """The test set as the model takes it: standardised in memory, or chunk by chunk into a
+    memory-mapped file when it is memory-mapped (an image folder's), which ``_finish``'s
+    ``evaluate`` and ``predict`` read a batch at a time."""
+    from deltanet.data.mapped import is_mapped, mapped_copy
+
+    if is_mapped(x_test):
+        return mapped_copy(x_test, standardizer=standardizer)
+    return x_test if standardizer is None else standardizer.transform(x_test)
 
 
 def _finish(config, out: Path, run: dict, model, history, ds, x_test, started, dist) -> dict:

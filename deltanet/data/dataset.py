@@ -77,7 +77,7 @@ def validate_arrays(
             f"{where}: x must have shape (N, ...) with N >= 1, at least 2 dims and no empty "
             f"axis (e.g. (N, C, H, W)). Received shape {x.shape}."
         )
-    if x.dtype.kind == "f" and not _all_finite(x):
+    if x.dtype.kind == "f" and not all_finite(x):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
             f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
@@ -91,10 +91,10 @@ def validate_arrays(
     _validate_labels(y, num_classes, where)
 
 
-def _all_finite(x: np.ndarray, chunk_bytes: int = 64 * 1024**2) -> bool:
+def all_finite(x: np.ndarray, chunk_bytes: int = 64 * 1024**2) -> bool:
     """``np.isfinite(x).all()`` a block of rows at a time: a memory-mapped dataset larger than
     memory is checked without a mask of its full size."""
-    step = max(1, chunk_bytes // max(1, x[0].nbytes))
+    step = max(1, chunk_bytes // max(1, x.dtype.itemsize * math.prod(x.shape[1:])))  # N may be 0
     return all(bool(np.isfinite(x[i : i + step]).all()) for i in range(0, len(x), step))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deltanet.data import validate_arrays
+from deltanet.data.dataset import all_finite
 from deltanet.layers.base import Layer, mode
 from deltanet.metrics import predicted_classes
 from deltanet.ops.losses import LossFn, resolve_loss
@@ -35,8 +36,9 @@ def check_xy(where: str, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndar
 
 
 def check_finite(where: str, x: np.ndarray) -> None:
-    """Every value of the float array ``x`` finite; the message is ``validate_arrays``'s."""
-    if not np.isfinite(x).all():
+    """Every value of the float array ``x`` finite; the message is ``validate_arrays``'s.
+    Checked a block of rows at a time (``all_finite``): no mask of a memory-mapped ``x``'s size."""
+    if not all_finite(x):
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
             f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
