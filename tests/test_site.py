@@ -152,14 +152,18 @@ def test_strict_build_passes_on_a_good_site(tmp_path, monkeypatch):
     pages = {
         "index.md": "# Home\n\n## Part one\n\n[other](other.md#part-two) "
         "[code](../pkg/mod.py#L2-L2) [nb](nb.ipynb)\n\n::: deltanet.Dense\n",
-        "other.md": "# Other\n\n## Part two\n\n<!-- deltanet-help: summary -->\n",
+        "other.md": "# Other\n\n## Part two\n\n<!-- deltanet-help: summary -->\n\n"
+        "<!-- deltanet-recipes -->\n\n<!-- deltanet-main-job -->\n",
         "nb.ipynb": _notebook("print('computed', 6 * 7)", "# NB\n\n[back](other.md#part-two)"),
     }
     _build(tmp_path, pages, monkeypatch, execute=True)
     html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     assert "source/pkg/mod.py/#L-2" in html  # the code link points at its line
     assert "deltanet.Dense" in html
-    assert "usage: deltanet summary" in (tmp_path / "site/other/index.html").read_text()
+    other = (tmp_path / "site/other/index.html").read_text(encoding="utf-8")
+    assert "usage: deltanet summary" in other  # the parser's own help
+    assert "<td><code>digits_cnn</code> / digits</td>" in other  # the recipe table
+    assert "deltanet train --model digits_cnn --data digits" in other  # the main job
     notebook = (tmp_path / "site/nb/index.html").read_text()
     assert "computed 42" in notebook  # executed
     assert 'href="../other/#part-two"' in notebook  # its link to a page made a site link

@@ -1,9 +1,11 @@
-"""MkDocs hook: ``<!-- deltanet-help: COMMAND -->`` in a page becomes ``deltanet COMMAND --help``.
+"""MkDocs hook: pages quote the command line's own help and recipe table, so they cannot drift.
 
-The command line reference quotes the parser itself, so it cannot drift from the code:
-``<!-- deltanet-help: train -->`` is replaced by the help text of ``deltanet train`` and
-``<!-- deltanet-help: -->`` by that of ``deltanet``, at 100 columns. A command the parser does
-not have fails the build.
+- ``<!-- deltanet-help: COMMAND -->`` becomes the help text of ``deltanet COMMAND`` (``<!--
+  deltanet-help: -->``: of ``deltanet``), at 100 columns; a command the parser does not have
+  fails the build;
+- ``<!-- deltanet-recipes -->`` becomes the table of training recipes (``cli/recipes.py``);
+- ``<!-- deltanet-main-job -->`` becomes the main job (``deltanet train`` without flags) written
+  out with every setting it uses: the defaults with the digits recipe over them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,12 @@ import argparse
 import os
 import re
 
-MARKER = re.compile(r"<!-- deltanet-help:\s*(?P<command>[\w-]*)\s*-->")
+HELP = re.compile(r"<!-- deltanet-help:\s*(?P<command>[\w-]*)\s*-->")
+RECIPES = "<!-- deltanet-recipes -->"
+MAIN_JOB = "<!-- deltanet-main-job -->"
+# The main job's settings as flags, in this order (the others keep their defaults).
+MAIN_JOB_FLAGS = ("model", "data", "epochs", "batch_size", "optimizer", "lr", "lr_policy",
+                  "augment", "seed")  # fmt: skip
 
 
 def _help(command: str) -> str:
@@ -28,5 +35,30 @@ def _help(command: str) -> str:
     return parser.format_help().rstrip()
 
 
+def _main_job() -> str:
+    from deltanet.cli.common import TRAIN_DEFAULTS, default_model
+    from deltanet.cli.recipes import find_recipe
+
+    settings = dict(TRAIN_DEFAULTS)
+    settings["model"] = settings["model"] or default_model((1, 8, 8))
+    recipe = find_recipe(settings["model"], settings["data"])
+    settings.update(recipe.settings if recipe else {})
+    flags = [f"--{key.replace('_', '-')} {settings[key]}" for key in MAIN_JOB_FLAGS]
+    lines = ["deltanet train"]
+    for flag in flags:  # three flags a line
+        if len(lines[-1].split(" --")) > 3:
+            lines[-1] += " \\"
+            lines.append("              ")
+        lines[-1] += f" {flag}"
+    return "```bash\n" + "\n".join(lines) + "\n```"
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    return MARKER.sub(lambda m: f"```text\n{_help(m['command'])}\n```", markdown)
+    markdown = HELP.sub(lambda m: f"```text\n{_help(m['command'])}\n```", markdown)
+    if RECIPES in markdown:
+        from deltanet.cli.recipes import markdown_table
+
+        markdown = markdown.replace(RECIPES, markdown_table())
+    if MAIN_JOB in markdown:
+        markdown = markdown.replace(MAIN_JOB, _main_job())
+    return markdown
