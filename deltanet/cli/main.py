@@ -24,7 +24,7 @@ from deltanet.zoo import MAX_INPUT_SIZE, MODELS
 
 EXAMPLES = """\
 examples:
-  deltanet train                                  # digits CNN on the 8x8 digits, ~98-99% test
+  deltanet train                                  # digits CNN on the 8x8 digits, ~99% test
   deltanet train --model mlp --epochs 30 --lr 0.01
   deltanet train --data mnist --model lenet5 --epochs 5 --lr-policy step --gamma 0.5 \\
                  --stepsize 2000
