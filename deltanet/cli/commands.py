@@ -312,7 +312,7 @@ def _check_input_shape(shape: tuple[int, ...]) -> None:
 def run_summary(args: argparse.Namespace) -> int:
     """Each layer's output shape and parameter count, with totals."""
     model, shape = _model_from_args(args)
-    model.summary((1, *shape))
+    model.summary((1, *shape), depth=args.depth)
     return 0
 
 

@@ -175,6 +175,8 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="layers, output shapes and parameter counts")
     p.add_argument("model_file", metavar="MODEL_FILE", nargs="?", help="a saved model")
     _add_model_args(p)
+    p.add_argument("--depth", type=_positive_int, default=3,
+                   help="levels of nested blocks to list (1: top-level layers only; default: 3)")  # fmt: skip
 
     p = sub.add_parser(
         "gradcheck", help="numerical gradient check of a model in float64",

@@ -107,17 +107,23 @@ class Sequential(LayerList):
         return cls(*_from_configs("Sequential", config, "layers"))
 
     def summary(
-        self, input_shape: tuple[int, ...], print_fn: Callable[[str], Any] | None = print
+        self,
+        input_shape: tuple[int, ...],
+        print_fn: Callable[[str], Any] | None = print,
+        *,
+        depth: int = 1,
     ) -> str:
         """Print each layer's output shape and parameter count, with totals (shapes include N).
 
-        Runs a zero input through the layers in eval mode, so the shapes are the real ones.
+        Shapes come from ``output_shape`` (a zero input through the layers in eval mode), so
+        they are the real ones. ``depth`` > 1 also lists the layers inside nested containers
+        (a ``Residual``'s block and shortcut, a ``Sequential`` inside a ``Sequential``), indented,
+        down to that many levels. Returns the text; ``print_fn=None`` prints nothing.
         """
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"Sequential.summary: depth must be an int >= 1. Received: {depth!r}.")
         rows = [("Layer", "Output shape", "Params")]
-        shape = tuple(input_shape)
-        for i, layer in enumerate(self.layers):
-            shape = layer.output_shape(shape)
-            rows.append((f"{i}: {layer.label()}", str(shape), f"{layer.num_parameters():,}"))
+        shape = _summary_rows(self, "", tuple(input_shape), depth, 0, rows)
         widths = [max(len(r[c]) for r in rows) for c in range(3)]
         rule = "-" * (sum(widths) + 4)
 
@@ -133,6 +139,32 @@ class Sequential(LayerList):
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+def _summary_rows(
+    seq: Layer, prefix: str, shape: tuple[int, ...], depth: int, level: int, rows: list
+) -> tuple[int, ...]:
+    """Append one row per child of a chain (``seq``), each fed the previous child's output
+    shape, and recurse ``depth - 1`` levels into containers; returns the chain's output shape."""
+    for key, layer in seq.named_children():
+        name = f"{prefix}{key}"
+        out = layer.output_shape(shape)
+        rows.append(
+            (f"{'  ' * level}{name}: {layer.label()}", str(out), f"{layer.num_parameters():,}")
+        )
+        if depth > 1 and isinstance(layer, Sequential):
+            _summary_rows(layer, f"{name}.", shape, depth - 1, level + 1, rows)
+        elif depth > 1 and isinstance(layer, _Fork):  # every branch takes the fork's input
+            for branch_key, branch in layer.named_children():
+                branch_name = f"{name}.{branch_key}"
+                if isinstance(branch, Sequential):
+                    _summary_rows(branch, f"{branch_name}.", shape, depth - 1, level + 1, rows)
+                else:
+                    rows.append((f"{'  ' * (level + 1)}{branch_name}: {branch.label()}",
+                                 str(branch.output_shape(shape)),
+                                 f"{branch.num_parameters():,}"))  # fmt: skip
+        shape = out
+    return shape
 
 
 class _Fork(Layer):

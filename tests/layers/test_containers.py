@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import deltanet as dn
 from deltanet.gradcheck import gradcheck
 from deltanet.layers.activations import ReLU, Tanh
 from deltanet.layers.containers import Sequential
@@ -104,3 +105,20 @@ def test_load_state_dict_rejects_wrong_names_and_shapes():
     bad = dict(state, **{"3.bias": np.zeros(7, dtype=np.float32)})
     with pytest.raises(ValueError, match="3.bias must have shape \\(3,\\)"):
         model.load_state_dict(bad)
+
+
+def test_summary_depth_lists_the_layers_inside_residual_blocks():
+    block = dn.Sequential(dn.Conv2D(2, 4, 3, padding=1, stride=2), dn.ReLU())
+    shortcut = dn.Conv2D(2, 4, 1, stride=2)
+    model = dn.Sequential(dn.Residual(block, shortcut), dn.Flatten())
+    flat = model.summary((1, 2, 6, 6), print_fn=None)
+    assert "0.block.0" not in flat
+    nested = model.summary((1, 2, 6, 6), print_fn=None, depth=2)
+    lines = nested.splitlines()
+    row = next(line for line in lines if "0.block.0: Conv2D" in line)
+    assert row.startswith("  ") and "(1, 4, 3, 3)" in row and "76" in row  # 2*4*9 + 4
+    assert any("0.block.1: ReLU" in line for line in lines)
+    assert any("0.shortcut: Conv2D" in line and "(1, 4, 3, 3)" in line for line in lines)
+    assert lines[-1].endswith("Output shape: (1, 36)")
+    with pytest.raises(ValueError, match="depth must be an int >= 1"):
+        model.summary((1, 2, 6, 6), print_fn=None, depth=0)
