@@ -17,10 +17,12 @@ taken, the standardizer's statistics and the dtype. Each is written under a temp
 renamed when complete, so an interrupted run leaves no half file, and a later run with the same
 split and standardizer reuses it (``deltanet evaluate`` reads the test set that ``deltanet
 train`` standardised). The least recently used beyond ``KEEP_DERIVED`` are removed, as are
-temporary files a killed run left for a day. Where that folder is not writable the file is
-written to the system's temporary directory (with a note: where that is a RAM disk, the copy
-takes memory) and deleted at once: the mapping keeps it until the process ends (POSIX), or it
-is removed at exit.
+temporary files a killed run left for a day. Disk: one run's files (training, validation and
+test sets) take about as much again as the decoded cache, and up to ``KEEP_DERIVED`` files,
+two runs' worth, are kept (the space is checked before writing). Where that folder is not
+writable the file is written to the system's temporary directory (with a note: where that is
+a RAM disk, the copy takes memory) and deleted at once: the mapping keeps it until the process
+ends (POSIX), or it is removed at exit.
 """
 
 from __future__ import annotations
