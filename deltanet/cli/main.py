@@ -176,7 +176,7 @@ def _add_tools(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_file", metavar="MODEL_FILE", nargs="?", help="a saved model")
     _add_model_args(p)
     p.add_argument("--depth", type=_positive_int, default=3,
-                   help="levels of nested blocks to list (1: top-level layers only; default: 3)")  # fmt: skip
+                   help="nested levels to list (1: top level only; default: 3)")  # fmt: skip
 
     p = sub.add_parser(
         "gradcheck", help="numerical gradient check of a model in float64",
