@@ -175,10 +175,10 @@ def help_text() -> str:
         "recipes (the defaults of a model and dataset pair; flags given override them;",
         "test accuracy with seed 0 on 2 cores):",
     ]
-    width = max(len(r.name) for r in RECIPES)
-    for r in RECIPES:
-        figure = f"{_percent(r.accuracy)}, {_seconds(r.seconds)}"
-        lines.append(f"  {r.name:<{width}}  {' '.join(r.argv())}  ({figure})")
+    for r in RECIPES:  # two lines each: the flags alone are up to 100 characters
+        figure = "not trained here" if r.accuracy is None else _percent(r.accuracy)
+        figure += "" if r.seconds is None else f" in {_seconds(r.seconds)}"
+        lines += [f"  {r.name} ({figure})", f"      {' '.join(r.argv())}"]
     return "\n".join(lines) + "\n"
 
 
@@ -186,13 +186,13 @@ def markdown_table() -> str:
     """The README's table: pair, the command, the settings the recipe sets, accuracy, time."""
     rows = [
         "| model / data | command | recipe (settings over the defaults) | test accuracy "
-        "(seed 0) | seeds 1-3 | time |",
-        "|---|---|---|---|---|---|",
+        "(seed 0) | seeds 1-3 | time | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in RECIPES:
         seeds = ", ".join(_percent(r.seeds[s]) for s in sorted(r.seeds)) or "-"
         rows.append(
             f"| `{r.model}` / {r.data} | `{r.command()}` | `{' '.join(r.argv())}` | "
-            f"{_percent(r.accuracy)} | {seeds} | {_seconds(r.seconds)} |"
+            f"{_percent(r.accuracy)} | {seeds} | {_seconds(r.seconds)} | {r.note} |"
         )
     return "\n".join(rows) + "\n"
