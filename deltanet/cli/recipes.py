@@ -76,6 +76,7 @@ RECIPES: tuple[Recipe, ...] = (
         {"epochs": 30, "batch_size": 100, "lr": 1e-2, "augment": "shift2"},
         accuracy=0.971,
         seconds=6.0,
+        seeds={1: 0.971, 2: 0.961, 3: 0.968},
     ),
     Recipe(
         "resnet1d",
