@@ -1,15 +1,18 @@
 """The main job as a user runs it: ``deltanet train`` against the same training in plain PyTorch.
 
-deltanet: the real command, ``deltanet train --out DIR --quiet`` (its defaults: digits_cnn on
-the 8x8 digits, 10% held out for validation, standardized, Adam lr 2e-3, cosine decay over the
-run, batch 32, seed 0), run in this process through ``deltanet.cli.main.main``; its throughput
-is ``images_per_second`` of history.csv, which ``fit`` measures per epoch over the training
-steps alone (validation and checkpoints excluded).
+deltanet: the real command, ``deltanet train --out DIR --quiet`` (its defaults and the main
+job's recipe, ``deltanet/cli/recipes.py``: digits_cnn on the 8x8 digits, 10% held out for
+validation, standardized, Adam, cosine decay over the run, seed 0, batch 64, lr 4e-3, random
+crops with zero padding 1), run in this process through ``deltanet.cli.main.main``; its
+throughput is ``images_per_second`` of history.csv, which ``fit`` measures per epoch over the
+training steps alone (validation and checkpoints excluded).
 
 PyTorch: the same network (``models.to_torch``: same layers, same initial weights), the same
 standardized training rows, Adam with the same learning rate, the same cosine decay per step,
-batch 32 with a fresh shuffle each epoch, the loss and the correct count of each batch
-read back (as ``fit`` does for its logs), validation after each epoch outside the timing.
+the same batch with a fresh shuffle each epoch, the same augmentation (zero padding, then a
+random crop per example, drawn on the CPU as deltanet does), the loss and the correct count of
+each batch read back (as ``fit`` does for its logs), validation after each epoch outside the
+timing.
 
 Both report the median over the epochs after the first (the first pays for compilation,
 caches and allocator growth).
@@ -24,10 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from deltanet.cli.common import TRAIN_DEFAULTS
+from deltanet.cli.common import TRAIN_DEFAULTS, default_model
+from deltanet.cli.recipes import find_recipe
 
 NAME = "main_job_deltanet_train"
-BATCH = int(TRAIN_DEFAULTS["batch_size"])
+# The main job's settings: the defaults under its recipe (what ``deltanet train`` runs).
+# The model is chosen from the data's example shape, (1, 8, 8) for the digits.
+_MODEL = TRAIN_DEFAULTS["model"] or default_model((1, 8, 8))
+_RECIPE = find_recipe(_MODEL, TRAIN_DEFAULTS["data"])
+SETTINGS = {**TRAIN_DEFAULTS, **(_RECIPE.settings if _RECIPE is not None else {})}
+BATCH = int(SETTINGS["batch_size"])
 
 
 def deltanet_epochs(epochs: int, batch: int) -> list[float]:
@@ -48,7 +57,7 @@ def _data():
     """The rows ``deltanet train`` trains and validates on, standardized as it does."""
     from deltanet.data import Standardizer, load_dataset, train_val_split
 
-    c = TRAIN_DEFAULTS
+    c = SETTINGS
     ds = load_dataset(c["data"], seed=c["seed"])
     x, y, xv, yv = train_val_split(ds.x_train, ds.y_train, c["val_fraction"], seed=c["seed"])
     std = Standardizer.fit(x)
@@ -61,7 +70,7 @@ def torch_epochs(epochs: int, batch: int, torch) -> list[float]:
     from deltanet.cli.common import default_model
     from deltanet.zoo import build_model
 
-    c = TRAIN_DEFAULTS
+    c = SETTINGS
     ds, (x, y), (xv, yv) = _data()
     name = c["model"] or default_model(tuple(ds.input_shape))
     model = build_model(name, input_shape=tuple(ds.input_shape), num_classes=ds.num_classes,
@@ -70,6 +79,7 @@ def torch_epochs(epochs: int, batch: int, torch) -> list[float]:
     tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype("int64"))
     txv, tyv = torch.from_numpy(xv), torch.from_numpy(yv.astype("int64"))
     lr = float(c["lr"])
+    crop = _crop_padding(str(c["augment"]))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = -(-len(y) // batch)
     total = epochs * steps
@@ -85,7 +95,7 @@ def torch_epochs(epochs: int, batch: int, torch) -> list[float]:
             idx = order[i * batch : (i + 1) * batch]
             for group in opt.param_groups:  # deltanet's cosine: lr at step t of the run
                 group["lr"] = lr * (1 + math.cos(math.pi * min(step, total) / total)) / 2
-            xb, yb = tx[idx], ty[idx]
+            xb, yb = _augment(tx[idx], crop, gen, torch), ty[idx]
             opt.zero_grad()
             logits = net(xb)
             loss = f.cross_entropy(logits, yb)
@@ -99,6 +109,29 @@ def torch_epochs(epochs: int, batch: int, torch) -> list[float]:
         with torch.inference_mode():  # validation, outside the timing as in fit
             f.cross_entropy(net(txv), tyv).item()
     return rates
+
+
+def _crop_padding(spec: str) -> int:
+    """The P of the main job's ``cropP`` augmentation (0: none); other transforms are refused,
+    so that the two sides never silently differ."""
+    if spec in ("none", ""):
+        return 0
+    if not (spec.startswith("crop") and spec[4:].isdigit()):
+        raise ValueError(f"mainjob: the PyTorch twin implements cropP only. Received: {spec!r}.")
+    return int(spec[4:])
+
+
+def _augment(xb, pad: int, gen, torch):
+    """Zero padding ``pad``, then a random crop back to the size, per example (``--augment``)."""
+    if pad == 0:
+        return xb
+    n, c, h, w = xb.shape
+    padded = torch.nn.functional.pad(xb, (pad, pad, pad, pad))
+    top = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
+    left = torch.randint(0, 2 * pad + 1, (n, 1, 1, 1), generator=gen)
+    rows = top + torch.arange(h).view(1, 1, h, 1)
+    cols = left + torch.arange(w).view(1, 1, 1, w)
+    return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
 
 
 def after_first(rates: list[float]) -> float:

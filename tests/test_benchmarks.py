@@ -11,6 +11,7 @@ import pytest
 from benchmarks import __main__ as bench
 from benchmarks import child, harness, machine, mainjob, memory
 from benchmarks.__main__ import NAMES, WORKLOADS, main
+from tests.utils import torch_or_skip
 
 TINY = ["--rounds", "1", "--steps", "1", "--warmup", "0", "--settle", "0"]
 
@@ -166,3 +167,17 @@ def test_each_block_starts_after_settle_seconds_of_untimed_steps(monkeypatch):
         while j > 0 and events[j - 1][0] == events[i][0] and not events[j - 1][2]:
             j -= 1
         assert j < i and events[i][1] - events[j][1] >= 0.05
+
+
+def test_main_job_twin_trains_with_the_main_jobs_recipe_and_crops():
+    torch = torch_or_skip()
+
+    assert mainjob.SETTINGS["augment"] != "none"  # the recipe's augmentation is on both sides
+    x = torch.arange(2 * 1 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
+    out = mainjob._augment(x, 1, torch.Generator().manual_seed(0), torch)
+    for i in range(2):  # each example is a 3x3 window of its own zero-padded copy
+        padded = torch.nn.functional.pad(x[i, 0], (1, 1, 1, 1))
+        windows = [padded[r : r + 3, c : c + 3] for r in range(3) for c in range(3)]
+        assert any(torch.equal(out[i, 0], w) for w in windows)
+    with pytest.raises(ValueError, match="cropP only"):
+        mainjob._crop_padding("flip")
