@@ -28,6 +28,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "min_lr": None,
     "warmup": 0,
     "weight_decay": None,
+    "momentum": None,
     "dropout": None,
     "seed": 0,
     "val_fraction": 0.1,

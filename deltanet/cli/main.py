@@ -114,6 +114,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--warmup", type=int, help="linear warm-up iterations, fewer than the run's (default: 0)"
     )
     p.add_argument("--weight-decay", type=float, help="L2 weight decay (default: none)")
+    p.add_argument("--momentum", type=float, help="sgd, rmsprop: momentum (default: none)")
     p.add_argument("--dropout", type=float, help="digits_cnn: dropout before the last layer")
     p.add_argument("--seed", type=int, help=f"weights, split and shuffling (default: {d['seed']})")
     p.add_argument(

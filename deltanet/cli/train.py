@@ -16,6 +16,7 @@ from deltanet.cli import recipes, rundir
 from deltanet.cli.common import TRAIN_DEFAULTS, CliError, default_model, make_plots, write_json
 
 MAX_EPOCHS = 10**6
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum argument
 SCHEDULE_ARGS = ("gamma", "stepsize", "stepvalues", "power", "max_iter", "min_lr")
 
 
@@ -156,6 +157,14 @@ def _check_numbers(c: dict[str, Any]) -> None:
         raise CliError(f"--val-fraction must be in [0, 1). Received: {c['val_fraction']!r}.")
     if c["weight_decay"] is not None and not c["weight_decay"] >= 0:
         raise CliError(f"--weight-decay must be >= 0. Received: {c['weight_decay']!r}.")
+    if c["momentum"] is not None:
+        if c["optimizer"] not in MOMENTUM_OPTIMIZERS:
+            raise CliError(
+                f"--momentum applies to {' and '.join(MOMENTUM_OPTIMIZERS)}, not to --optimizer "
+                f"{c['optimizer']} (adam's and adamw's betas play that part)."
+            )
+        if not 0 <= c["momentum"] < 1:
+            raise CliError(f"--momentum must be in [0, 1). Received: {c['momentum']!r}.")
 
 
 def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
@@ -262,6 +271,8 @@ def _optimizer(config: dict[str, Any], model: Any, n_train: int) -> tuple[Any, A
     kwargs = {"lr": config["lr"]}
     if config["weight_decay"] is not None:
         kwargs["weight_decay"] = config["weight_decay"]
+    if config["momentum"] is not None:
+        kwargs["momentum"] = config["momentum"]
     optimizer = make_optimizer(config["optimizer"], model, **kwargs)
     steps = -(-n_train // config["batch_size"])
     total = config["epochs"] * steps

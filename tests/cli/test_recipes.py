@@ -173,3 +173,26 @@ def test_markdown_table_has_a_row_per_recipe():
     for recipe, line in zip(recipes.RECIPES, lines[2:]):
         assert line.startswith(f"| `{recipe.model}` / {recipe.data} |")
         assert recipe.command() in line
+
+
+def test_momentum_reaches_sgd_and_is_refused_for_adam(tiny, tmp_path, capsys, monkeypatch):
+    import deltanet.optim as optim
+
+    made = []
+    real = optim.make_optimizer
+
+    def spy(name, params, **kwargs):
+        made.append((name, kwargs))
+        return real(name, params, **kwargs)
+
+    monkeypatch.setattr(optim, "make_optimizer", spy)
+    out = tmp_path / "sgd"
+    config = train(capsys, "--data", tiny, "--optimizer", "sgd", "--momentum", "0.9", "--out", out)
+    assert config["momentum"] == 0.9 and made[-1] == ("sgd", {"lr": 0.01, "momentum": 0.9})
+    assert main(["train", "--quiet", "--data", str(tiny), "--momentum", "0.9"]) == 2
+    assert (
+        "--momentum applies to sgd and rmsprop, not to --optimizer adam" in capsys.readouterr().err
+    )
+    args = ["train", "--quiet", "--data", str(tiny), "--optimizer", "sgd", "--momentum", "1.5"]
+    assert main(args) == 2
+    assert "--momentum must be in [0, 1). Received: 1.5" in capsys.readouterr().err
