@@ -196,3 +196,9 @@ def test_momentum_reaches_sgd_and_is_refused_for_adam(tiny, tmp_path, capsys, mo
     args = ["train", "--quiet", "--data", str(tiny), "--optimizer", "sgd", "--momentum", "1.5"]
     assert main(args) == 2
     assert "--momentum must be in [0, 1). Received: 1.5" in capsys.readouterr().err
+
+
+def test_readme_shows_the_table_as_it_is():
+    """The README's recipe table is ``markdown_table()``: regenerate it when a recipe changes."""
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    assert recipes.markdown_table() in readme.read_text(encoding="utf-8")
