@@ -21,6 +21,15 @@ NOT_IN_RECIPES = ("model", "data", "seed")
 # Settings that change how the data is read: applied only when --model names the model (with no
 # --model the model is chosen from the data as read, so its recipe cannot change the reading).
 DATA_SHAPING = ("image_size", "image_mode")
+# Settings that only mean something with another one: a recipe's are dropped when the flags
+# given choose another value of what they belong to (--lr-policy fixed drops the recipe's
+# multistep stepvalues, --optimizer adam its SGD momentum).
+DEPENDS_ON = {
+    **dict.fromkeys(
+        ("gamma", "stepsize", "stepvalues", "power", "max_iter", "min_lr"), "lr_policy"
+    ),
+    "momentum": "optimizer",
+}
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,9 @@ def apply_recipe(
     config["recipe"] = None if recipe is None else recipe.name
     if recipe is not None:
         for key, value in recipe.settings.items():
+            owner = DEPENDS_ON.get(key)
+            if owner in given and config[owner] != recipe.settings.get(owner):
+                continue  # the flags chose another policy/optimizer: this belongs to the recipe's
             if key not in given and (shape_data or key not in DATA_SHAPING):
                 config[key] = list(value) if isinstance(value, list) else value
     return recipe

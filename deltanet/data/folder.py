@@ -256,7 +256,7 @@ def _cache_ok(where: Path) -> bool:
             n = meta[f"{part}_size"]
             if n and (where / f"x_{part}.f32").stat().st_size != n * row:
                 return False
-            if len(np.load(where / f"y_{part}.npy")) != n:
+            if len(np.load(where / f"y_{part}.npy", allow_pickle=False)) != n:
                 return False
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -281,7 +281,7 @@ def _open_cache(root: Path, where: Path, bad_images: str) -> Dataset:
         if n == 0:
             raise ValueError(f"{root}: no readable {part} image left.")
         arrays[f"x_{part}"] = np.memmap(where / f"x_{part}.f32", np.float32, "r", shape=(n, *shape))
-        arrays[f"y_{part}"] = np.load(where / f"y_{part}.npy")
+        arrays[f"y_{part}"] = np.load(where / f"y_{part}.npy", allow_pickle=False)
     names = meta["class_names"]
     count_classes(arrays["y_train"], arrays["y_test"], str(root), declared=len(names))
     return Dataset(

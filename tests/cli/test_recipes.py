@@ -202,3 +202,15 @@ def test_readme_shows_the_table_as_it_is():
     """The README's recipe table is ``markdown_table()``: regenerate it when a recipe changes."""
     readme = Path(__file__).resolve().parents[2] / "README.md"
     assert recipes.markdown_table() in readme.read_text(encoding="utf-8")
+
+
+def test_a_policy_or_optimizer_given_drops_the_recipes_own_parameters():
+    config = {**TRAIN_DEFAULTS, "model": "resnet20", "data": "cifar10", "lr_policy": "fixed"}
+    config["optimizer"] = "adam"
+    recipes.apply_recipe(config, {"model", "data", "lr_policy", "optimizer"})
+    assert config["recipe"] == "resnet20/cifar10" and config["epochs"] == 164
+    assert config["stepvalues"] is None and config["gamma"] is None and config["momentum"] is None
+    _check_numbers(config)
+    same = {**TRAIN_DEFAULTS, "model": "resnet20", "data": "cifar10", "optimizer": "sgd"}
+    recipes.apply_recipe(same, {"model", "data", "optimizer"})  # the recipe's own choice: kept
+    assert same["momentum"] == 0.9 and same["stepvalues"] == [28864, 43296]
