@@ -171,7 +171,7 @@ def apply_recipe(
     if recipe is not None:
         for key, value in recipe.settings.items():
             owner = DEPENDS_ON.get(key)
-            if owner in given and config[owner] != recipe.settings.get(owner):
+            if owner is not None and owner in given and config[owner] != recipe.settings.get(owner):
                 continue  # the flags chose another policy/optimizer: this belongs to the recipe's
             if key not in given and (shape_data or key not in DATA_SHAPING):
                 config[key] = list(value) if isinstance(value, list) else value
