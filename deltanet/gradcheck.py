@@ -71,10 +71,12 @@ class GradcheckReport:
 
     @property
     def max_rel_diff(self) -> float:
+        """The largest relative difference over the rows (0 for a report without rows)."""
         return max((r.rel_diff for r in self.rows), default=0.0)
 
     @property
     def ok(self) -> bool:
+        """Whether every row's relative difference is below ``tol``."""
         return self.max_rel_diff < self.tol
 
     @property
@@ -170,6 +172,10 @@ def gradcheck(
 
     A layer's parameters are converted to float64 in place for the check (the check needs the
     precision); rebuild or ``astype`` them afterwards if you need float32 again.
+
+    Returns a ``GradcheckReport`` (``print`` it; ``report.ok``). Raises TypeError for a ``target``
+    that is neither a layer nor a ``(forward, backward)`` pair, ValueError for a layer given more
+    than one input array.
     """
     rng = np.random.default_rng(seed)
     report = GradcheckReport(tol=tol, directional=directional)

@@ -39,18 +39,23 @@ def fans(shape: Sequence[int]) -> tuple[int, int]:
 
 
 def zeros(shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """An array of zeros of ``shape`` and ``dtype`` (for biases and batch-norm shifts)."""
     return np.zeros(shape, dtype=dtype)
 
 
 def uniform(
     shape: Sequence[int], low: float, high: float, rng: RngLike = None, dtype=np.float32
 ) -> np.ndarray:
+    """``U(low, high)`` of ``shape``, drawn from ``rng`` (a Generator, a seed or None), in
+    ``dtype``. Raises TypeError for an ``rng`` of another kind (``as_rng``)."""
     return as_rng(rng).uniform(low, high, size=tuple(shape)).astype(dtype)
 
 
 def normal(
     shape: Sequence[int], std: float, mean: float = 0.0, rng: RngLike = None, dtype=np.float32
 ) -> np.ndarray:
+    """``N(mean, std²)`` of ``shape``, drawn from ``rng`` (a Generator, a seed or None), in
+    ``dtype``. Raises TypeError for an ``rng`` of another kind (``as_rng``)."""
     return (mean + std * as_rng(rng).standard_normal(tuple(shape))).astype(dtype)
 
 
@@ -66,6 +71,8 @@ def glorot_uniform(
 def glorot_normal(
     shape: Sequence[int], rng: RngLike = None, gain: float = 1.0, dtype=np.float32
 ) -> np.ndarray:
+    """Xavier/Glorot: ``N(0, s²)``, ``s = gain * sqrt(2 / (fan_in + fan_out))``, for a weight
+    shaped ``(out, in, *kernel)``. Raises ValueError for a shape with fewer than 2 axes."""
     fan_in, fan_out = fans(shape)
     return normal(shape, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng=rng, dtype=dtype)
 
@@ -77,6 +84,8 @@ def he_uniform(shape: Sequence[int], rng: RngLike = None, dtype=np.float32) -> n
 
 
 def he_normal(shape: Sequence[int], rng: RngLike = None, dtype=np.float32) -> np.ndarray:
+    """He/Kaiming for ReLU: ``N(0, s²)``, ``s = sqrt(2 / fan_in)``, for a weight shaped
+    ``(out, in, *kernel)``. Raises ValueError for a shape with fewer than 2 axes."""
     return normal(shape, math.sqrt(2.0 / fans(shape)[0]), rng=rng, dtype=dtype)
 
 

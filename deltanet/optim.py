@@ -22,7 +22,12 @@ _NORM_EPS = 1e-6  # clip_grad_norm_: coef = max_norm / (total_norm + 1e-6)
 
 
 class Optimizer:
-    """Base class: parameters, common hyper-parameters, gradient preprocessing, state I/O."""
+    """Base class: parameters, common hyper-parameters, gradient preprocessing, state I/O.
+
+    ``params``: a model or an iterable of ``Parameter``s. Raises TypeError for ``params`` of another
+    kind, ValueError for no parameter or one listed twice, and for a ``lr``, ``weight_decay``,
+    ``l1``, ``clip_norm`` or ``clip_value`` that is not a finite number >= 0 (> 0 for the clips).
+    """
 
     name = "optimizer"
     decoupled_weight_decay = False  # AdamW: w *= 1 - lr * wd instead of g += wd * w
@@ -49,6 +54,10 @@ class Optimizer:
     # --- the learning rate: writable, so a schedule can set it before each step ----------
     @property
     def lr(self) -> float:
+        """The learning rate of the next ``step()``; a schedule sets it before each step.
+
+        Setting it checks the value: ValueError unless a finite number >= 0.
+        """
         return self._lr
 
     @lr.setter
@@ -70,6 +79,7 @@ class Optimizer:
             self._update(w, g, state)
 
     def zero_grad(self) -> None:
+        """Set the ``grad`` of every parameter this optimizer updates to zeros."""
         for p in self.params:
             p.zero_grad()
 
@@ -443,6 +453,9 @@ def make_optimizer(name: str, params: Any, **kwargs: Any) -> Optimizer:
     """The optimizer called ``name`` (case-insensitive) over ``params``; ``get_config()`` rebuilds.
 
     ``make_optimizer(**opt.get_config(), params=model)`` gives an equivalent optimizer.
+
+    Raises ValueError for an unknown ``name`` (listing the optimizers), and what the optimizer
+    raises for its arguments.
     """
     key = name.lower() if isinstance(name, str) else name
     if key not in OPTIMIZERS:

@@ -215,6 +215,8 @@ def split_indices(
     """Seeded ``(keep, held_out)`` index arrays (sorted) with ``ceil(fraction * N)`` held out.
 
     Stratified: each class gives its share (largest remainder), so class proportions match.
+
+    Raises ValueError for a ``fraction`` outside (0, 1) or one that would leave a split empty.
     """
     n = len(y)
     if not 0.0 < fraction < 1.0:
@@ -250,7 +252,11 @@ def train_val_split(
     seed: int = 0,
     stratify: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_val, y_val)`` with ``ceil(val_fraction * N)`` rows held out."""
+    """``(x_train, y_train, x_val, y_val)`` with ``ceil(val_fraction * N)`` rows held out.
+
+    Raises ValueError for ``x`` and ``y`` of different lengths, a ``val_fraction`` outside (0, 1) or
+    one that would leave a split empty.
+    """
     if len(x) != len(y):
         raise ValueError(
             f"x and y must have the same number of examples. Received: {len(x)} and {len(y)}."

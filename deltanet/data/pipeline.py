@@ -30,6 +30,9 @@ def batches(
     With ``shuffle`` one permutation from ``rng`` (a Generator, a seed, or None for fresh
     entropy) orders the epoch; the same Generator state gives the same batches. Without it the
     batches are slices (views) in order. ``drop_last`` skips a final short batch.
+
+    Raises TypeError for a ``batch_size`` that is not an int, ValueError for one below 1 or a ``y``
+    of another length than ``x``.
     """
     _check_batch_size(batch_size)
     n = len(x)
@@ -54,6 +57,9 @@ class Standardizer:
 
     Per channel (``axis 1``; mean over the examples and all spatial positions) by default,
     or per feature (every position of an example separately) with ``per_feature=True``.
+
+    ``fit`` raises ValueError for ``x`` without a batch axis; ``transform`` raises ValueError for
+    ``x`` whose example shape does not match the statistics.
     """
 
     def __init__(self, mean: np.ndarray, std: np.ndarray) -> None:
@@ -95,6 +101,10 @@ class Standardizer:
 
     @classmethod
     def from_dict(cls, d: dict[str, np.ndarray]) -> Standardizer:
+        """The Standardizer that ``to_dict`` saved: ``{"mean": array, "std": array}``.
+
+        Raises ValueError for other keys, shapes that differ, non-finite means or a std <= 0.
+        """
         if set(d) != {"mean", "std"}:
             raise ValueError(f"Standardizer needs keys 'mean' and 'std'. Received: {sorted(d)}.")
         mean, std = np.asarray(d["mean"]), np.asarray(d["std"])

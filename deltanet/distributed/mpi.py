@@ -71,7 +71,11 @@ def shard(n: int, rank_: int | None = None, size: int | None = None) -> slice:
 
 
 def timeout() -> float:
-    """Seconds a collective waits for the other ranks before aborting the job."""
+    """Seconds a collective waits for the other ranks before aborting the job.
+
+    Read from ``DELTANET_MPI_TIMEOUT`` (default 600). Raises ValueError when that variable is not a
+    number > 0.
+    """
     text = os.environ.get(TIMEOUT_ENV, "")
     try:
         value = float(text) if text else DEFAULT_TIMEOUT

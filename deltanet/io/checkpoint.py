@@ -125,7 +125,12 @@ def load(path: PathLike) -> Layer:
 
 
 def load_checkpoint(path: PathLike) -> Checkpoint:
-    """Model, optimizer state and config, and user metadata saved by ``save``."""
+    """Model, optimizer state and config, and user metadata saved by ``save``.
+
+    Returns a ``Checkpoint``. Raises FormatError (naming the file and what is wrong) for a file that
+    is not a valid deltanet model file: truncated, malformed, of another kind, or with tensors that
+    disagree with its architecture; OSError when it cannot be read.
+    """
     where = os.fspath(path)
     tensors, meta = read_safetensors(path)
     if "architecture" not in meta:

@@ -46,7 +46,10 @@ _EXPORTERS: dict[type, Exporter] = {}
 
 
 def onnx_exporter(*classes: type[Layer]) -> Callable[[F], F]:
-    """Decorator: ``fn(layer, graph, site) -> output name`` exports these layer classes."""
+    """Decorator: ``fn(layer, graph, site) -> output name`` exports these layer classes.
+
+    Raises TypeError when given something other than ``Layer`` subclasses.
+    """
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Layer)):
             raise TypeError(f"onnx_exporter: expected Layer subclasses. Received: {cls!r}.")

@@ -42,17 +42,21 @@ class Parameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of ``data`` (and of ``grad``)."""
         return self.data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of ``data`` (and of ``grad``)."""
         return self.data.dtype
 
     @property
     def size(self) -> int:
+        """The number of elements of ``data``."""
         return self.data.size
 
     def zero_grad(self) -> None:
+        """Set ``grad`` to zeros, in place (backward passes add into it)."""
         self.grad[...] = 0
 
     def __repr__(self) -> str:
@@ -63,7 +67,12 @@ _NO_OUTPUT = None  # the output shape before any forward pass
 
 
 class Layer:
-    """Base class: the layer tree, the forward/backward contract, train/eval mode, config."""
+    """Base class: the layer tree, the forward/backward contract, train/eval mode, config.
+
+    ``layer(x)`` runs ``forward``: TypeError or ValueError (naming the layer and the shape received)
+    for an input of the wrong kind, rank or size. ``backward(dy)``: ValueError when no forward pass
+    came before it or ``dy`` does not have the output's shape.
+    """
 
     # Class-level defaults, so a subclass that assigns attributes before ``super().__init__()``
     # (or forgets it) still has a consistent layer.
@@ -126,6 +135,7 @@ class Layer:
         yield from self.__dict__.get("_layers", {}).items()
 
     def children(self) -> Iterator[Layer]:
+        """Each direct sub-layer, in registration order (``named_children`` without names)."""
         for _, child in self.named_children():
             yield child
 
@@ -163,6 +173,7 @@ class Layer:
                     yield (f"{name}.{attr}" if name else attr), p
 
     def parameters(self) -> list[Parameter]:
+        """Every ``Parameter`` of this layer and its sub-layers, each once, in definition order."""
         return [p for _, p in self.named_parameters()]
 
     def has_parameters(self) -> bool:
@@ -172,6 +183,7 @@ class Layer:
         return any(child.has_parameters() for child in self.children())
 
     def zero_grad(self) -> None:
+        """Set the ``grad`` of every parameter of this layer and its sub-layers to zeros."""
         for p in self.parameters():
             p.zero_grad()
 
@@ -180,10 +192,16 @@ class Layer:
         return {}
 
     def load_buffers(self, buffers: dict[str, np.ndarray]) -> None:
+        """Set this layer's own buffers from ``buffers`` (names as ``buffers()`` gives them).
+
+        Raises ValueError for names the layer does not have (a layer without buffers takes
+        only an empty dict).
+        """
         if buffers:
             raise ValueError(f"{self.label()}: has no buffers. Received: {sorted(buffers)}.")
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        """``(dotted_name, array)`` of the buffers of this layer and every layer below it."""
         for name, layer in self.named_layers(prefix):
             for attr, value in layer.buffers().items():
                 yield (f"{name}.{attr}" if name else attr), value
@@ -215,6 +233,7 @@ class Layer:
             layer.load_buffers(own)
 
     def num_parameters(self) -> int:
+        """The number of trainable numbers: the sizes of all parameters, each counted once."""
         return sum(p.size for p in self.parameters())
 
     # --- modes ----------------------------------------------------------------------------
@@ -225,6 +244,7 @@ class Layer:
         return self
 
     def eval(self) -> Layer:
+        """Evaluation mode for this layer and every one below (``train(False)``); returns self."""
         return self.train(False)
 
     # --- forward / backward ---------------------------------------------------------------
@@ -303,6 +323,10 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
+        """A new layer built from ``get_config()``'s output (fresh weights): ``cls(**config)``.
+
+        Raises what the constructor raises for arguments it does not accept.
+        """
         return cls(**config)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -352,6 +376,10 @@ class LayerList(Layer):
             self.append(layer)
 
     def append(self, layer: Layer) -> LayerList:
+        """Add ``layer`` as the next child (named ``len(self)``); returns self.
+
+        Raises TypeError when ``layer`` is not a deltanet ``Layer``.
+        """
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"{type(self).__name__}.append: expected a deltanet Layer. "

@@ -64,6 +64,8 @@ class Sequential(LayerList):
     """A chain of layers (nestable), named ``0, 1, ...``; backward feeds each the δ above it.
 
     A ``LayerList`` (``append``, ``len``, iteration, indexing) with a forward and a backward.
+
+    Raises TypeError when an item is not a deltanet ``Layer``. An empty chain is the identity.
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -200,6 +202,9 @@ class Add(_Fork):
     """``y = Σ_k branch_k(x)`` (branches named ``0, 1, ...``); ``δx = Σ_k branch_k.backward(δy)``.
 
     Every branch must give the same output shape.
+
+    Raises TypeError for a branch that is not a deltanet ``Layer``, ValueError for fewer than 2
+    branches or (when running) outputs of different shapes.
     """
 
     def __init__(self, *branches: Layer) -> None:
@@ -243,6 +248,9 @@ class Residual(_Fork):
 
     ``δx = block.backward(δy) + shortcut.backward(δy)`` (``+ δy`` for the identity): the
     shortcut's δ reaches the input whatever the block does to its own.
+
+    Raises TypeError when ``block`` or ``shortcut`` is not a deltanet ``Layer``, and (when running)
+    ValueError when their outputs differ in shape, naming both.
     """
 
     def __init__(self, block: Layer, shortcut: Layer | None = None) -> None:
@@ -300,6 +308,10 @@ class Concat(_Fork):
 
     ``δy`` is split along ``axis`` into each branch's part; ``δx = Σ_k branch_k.backward(δy_k)``.
     The branches' outputs must agree on every other axis.
+
+    Raises TypeError for a branch that is not a deltanet ``Layer``, ValueError for fewer than 2
+    branches, an ``axis`` below 1 (axis 0 is the batch), or (when running) outputs that disagree off
+    ``axis``.
     """
 
     def __init__(self, *branches: Layer, axis: int = 1) -> None:

@@ -120,6 +120,9 @@ class ConvND(_ConvBase):
     ``"same"`` (``out = ceil(in / stride)``, as TensorFlow; with stride 1 as PyTorch).
     ``algorithm``: ``"auto"`` (``deltanet.fast.plan`` picks by shape), ``"gemm"``,
     ``"winograd"`` (2-D 3x3, stride 1, dilation 1) or ``"direct"`` (stride 1, one group; numba).
+
+    Raises ValueError (or TypeError) naming the argument for sizes, strides, paddings or dilations
+    out of range, ``groups`` that does not divide both channel counts, or an unknown ``algorithm``.
     """
 
     _backward_op = staticmethod(conv_backward)
@@ -203,6 +206,10 @@ class ConvTransposeND(_ConvBase):
     x: (N, in_channels, *in) -> y: (N, out_channels, *out),
     ``out = (in - 1)*stride - 2*padding + dilation*(kernel_size - 1) + output_padding + 1``;
     weight: (in_channels, out_channels/groups, *kernel_size), bias: (out_channels,).
+
+    Raises ValueError (or TypeError) naming the argument for sizes out of range, ``groups`` that
+    does not divide both channel counts, or an ``output_padding`` not smaller than the stride or the
+    dilation.
     """
 
     _backward_op = staticmethod(conv_transpose_backward)

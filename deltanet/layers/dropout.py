@@ -18,6 +18,8 @@ class Dropout(Layer):
 
     Input: any shape ``(N, ...)``; output: same shape and dtype. The layer owns its Generator,
     so a seeded layer draws the same masks on every run.
+
+    Raises TypeError or ValueError for a ``p`` that is not a number in [0, 1).
     """
 
     def __init__(self, p: float = 0.5, *, rng: RngLike = None) -> None:

@@ -37,6 +37,11 @@ class BatchNormND(Layer):
 
     Input ``(N, C, *spatial)``, output the same shape and dtype. Subclasses fix the spatial
     ranks they accept; this base class accepts any.
+
+    Raises TypeError or ValueError for a ``num_features`` that is not a positive int, an ``eps`` <=
+    0, a ``momentum`` outside [0, 1] (None: cumulative average) or a float dtype expected; when
+    running, ValueError for an input whose axis 1 is not ``num_features`` or a training batch with
+    one value per channel.
     """
 
     spatial_ranks: tuple[int, ...] | None = None  # None: any number of spatial axes

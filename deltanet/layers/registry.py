@@ -36,6 +36,9 @@ def register_layer(cls: Any = None, *, name: str | None = None) -> Any:
 
     Registering another class under a name already taken is an error; registering the same
     class again (a module reloaded, a notebook cell run twice) replaces the entry.
+
+    Raises TypeError when ``cls`` is not a ``Layer`` subclass, ValueError for a ``name`` that is not
+    an identifier or that another class holds.
     """
 
     def decorate(klass: Any) -> Any:

@@ -28,6 +28,8 @@ class Flatten(Layer):
     """Merge axes ``start_dim..end_dim`` into one, as ``torch.nn.Flatten``.
 
     Input ``(N, C, H, W)`` -> output ``(N, C*H*W)`` with the defaults.
+
+    Raises TypeError or ValueError for axes that are not ints, or that the input does not have.
     """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
@@ -57,6 +59,9 @@ class Reshape(Layer):
     """Reshape each sample to ``shape`` (the batch axis is kept; one ``-1`` is inferred).
 
     Input ``(N, *in_shape)`` -> output ``(N, *shape)`` with ``prod(shape) == prod(in_shape)``.
+
+    Raises TypeError or ValueError for a ``shape`` that is not ints, has more than one ``-1``, or
+    does not hold the input's number of values.
     """
 
     def __init__(self, shape: Sequence[int]) -> None:

@@ -273,7 +273,11 @@ LOSSES: dict[str, LossFn] = {
 
 
 def resolve_loss(loss: str | LossFn, where: str = "fit") -> LossFn:
-    """A loss callable ``(logits, y) -> (value, dlogits)`` from itself or from its name."""
+    """A loss callable ``(logits, y) -> (value, dlogits)`` from itself or from its name.
+
+    Raises ValueError for an unknown name (listing the losses), TypeError for anything that is
+    neither a name nor a callable.
+    """
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"{where}: unknown loss {loss!r}. Valid names: {', '.join(LOSSES)}.")

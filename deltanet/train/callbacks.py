@@ -45,24 +45,32 @@ class Callback:
     rank_zero_only: bool = False
 
     def set_state(self, state: TrainingState) -> None:
+        """Give the callback the loop's ``TrainingState`` (``fit`` calls it before any hook)."""
         self.state = state
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before the first epoch of ``fit`` (of a resumed run too); ``logs`` is empty."""
 
-    def on_epoch_begin(self, epoch: int) -> None: ...
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Before epoch ``epoch`` (counted from 0) starts its batches."""
 
-    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None: ...
+    def on_batch_end(self, step: int, logs: dict[str, Any]) -> None:
+        """After optimizer step ``step`` (counted from 0 over the run). ``logs``: ``batch``,
+        ``size``, and the epoch's running ``loss``, ``accuracy``, ``lr``, ``images_per_second``."""
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        """After epoch ``epoch`` (from 0) and its validation; ``logs`` as the module says."""
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None: ...
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After the last epoch (or the one a callback stopped at); ``logs``: its epoch logs."""
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state a checkpoint keeps, so a resumed run behaves as an uninterrupted one."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        """Restore what ``state_dict`` returned, from the checkpoint ``fit(resume_from=...)``
+        continues (the base class keeps nothing)."""
 
 
 class History(Callback):
@@ -107,7 +115,11 @@ def _check_monitor(cls: str, monitor: str, state: TrainingState) -> None:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    Raises ValueError for a ``mode`` other than auto, min or max, a ``patience`` that is not an int
+    >= 0, a ``min_delta`` < 0, or (when training starts) a ``monitor`` not in the epoch logs.
+    """
 
     def __init__(
         self,

@@ -91,6 +91,10 @@ def evaluate(
     ``distributed``: every MPI rank passes the whole ``(x, y)`` and evaluates its shard; the
     sums are reduced, so every rank returns the scores of the whole set (the short form of
     ``strategy=deltanet.distributed.MPIStrategy()``).
+
+    Returns ``{"loss", "accuracy"[, "top5"]}`` as floats. Raises TypeError for ``x`` that is not a
+    float array or labels that are not integers, ValueError for non-finite values, lengths that
+    differ or labels out of the model's range.
     """
     strategy = select_strategy("evaluate", strategy, distributed)
     loss_fn = resolve_loss(loss, "evaluate")
@@ -130,6 +134,9 @@ def predict(model: Layer, x: np.ndarray, *, batch_size: int = 256) -> tuple[np.n
 
     Runs in eval mode and restores the mode. Non-finite values in ``x`` are refused, as
     ``evaluate`` refuses them (a NaN would come back as class 0 with NaN probabilities).
+
+    Raises TypeError for ``x`` that is not a float array, ValueError for non-finite values or a
+    ``batch_size`` below 1.
     """
     batch_size = _check_batch_args("predict", model, x, batch_size)
     check_finite("predict", x)

@@ -92,6 +92,12 @@ def fit(
     before training (ValueError). They draw from a Generator of their own, derived from
     ``seed``, whose state checkpoints carry: runs stay bit-identical under a seed and across
     ``resume_from``, and a run without augmentation shuffles exactly as before.
+
+    Raises, before anything runs: TypeError for a model, optimizer, loss, schedule or data of the
+    wrong kind; ValueError for values out of range or data that does not fit the model (each naming
+    the argument); FileNotFoundError or FormatError for a ``resume_from`` that is missing or not a
+    checkpoint. During training: ``TrainingDiverged`` when the loss or a gradient becomes non-
+    finite, naming the epoch, the batch and the first layer where it did.
     """
     strategy = select_strategy("fit", strategy, distributed, sync_batch_norm)
     try:

@@ -124,6 +124,10 @@ def build_model(
 
     The layers draw their initial weights (and dropout masks) from one Generator seeded with
     ``seed``, in layer order. ``kwargs`` go to the builder (e.g. ``hidden=(25,)`` for mlp).
+
+    Raises ValueError for an unknown ``name`` (listing the models), an ``input_shape`` the model
+    cannot take, or options the builder does not have; TypeError for a ``num_classes`` that is not
+    an int.
     """
     builder = _builder(name)
     shape = default_input_shape(name) if input_shape is None else _check_shape(name, input_shape)
