@@ -18,7 +18,10 @@ RngLike = np.random.Generator | int | None
 
 
 def as_rng(rng: RngLike) -> np.random.Generator:
-    """A Generator from a Generator, a seed, or ``None`` (fresh entropy)."""
+    """A Generator from a Generator, a seed, or ``None`` (fresh entropy).
+
+    Raises TypeError for anything else.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
@@ -29,7 +32,10 @@ def as_rng(rng: RngLike) -> np.random.Generator:
 
 
 def fans(shape: Sequence[int]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight shaped ``(out, in, *kernel)`` (PyTorch's convention)."""
+    """``(fan_in, fan_out)`` of a weight shaped ``(out, in, *kernel)`` (PyTorch's convention).
+
+    Raises ValueError for a shape with fewer than 2 axes.
+    """
     if len(shape) < 2:
         raise ValueError(
             f"fans need a weight with at least 2 dims. Received shape: {tuple(shape)}."

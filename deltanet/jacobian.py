@@ -22,6 +22,9 @@ def jacobian(model: Layer, x: np.ndarray) -> np.ndarray:
     The model runs in eval mode (dropout off, batch norm on its running statistics, so that
     the examples do not interact) and gets its mode back; the parameters' ``.grad`` are left
     as they were. Costs one forward pass and ``prod(out)`` backward passes.
+
+    Raises TypeError for a ``model`` that is not a deltanet ``Layer`` or ``x`` that is not a float
+    array, ValueError for ``x`` without an example.
     """
     _check(model, x)
     saved_grads = [p.grad.copy() for p in model.parameters()]

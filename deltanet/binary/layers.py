@@ -60,6 +60,9 @@ class QActivation(Layer):
     """Quantize activations to ``act_bit`` bits: 1 is ``sign`` (STE), 32 the identity.
 
     ``approx=True`` (1 bit only) takes the ApproxSign backward ``(2 - 2|x|) 1[|x| <= 1]``.
+
+    Raises ValueError for an ``act_bit`` that is not an int from 1 to 32 or ``approx=True`` with
+    more than 1 bit, TypeError for an ``approx`` that is not a bool.
     """
 
     def __init__(self, act_bit: int = 1, approx: bool = False) -> None:
@@ -168,6 +171,9 @@ class QDense(_Quantized, Dense):
     """Quantized fully connected layer: x (N, in_features) -> y (N, out_features).
 
     ``y = q_a(x) · (alpha q_w(W))ᵀ + b``; the weight (out_features, in_features) stays float.
+
+    Raises ValueError for bits that are not ints from 1 to 32 or a ``scaling`` other than none,
+    layer or channel, and what ``Dense`` raises for its sizes.
     """
 
     def __init__(
@@ -229,6 +235,9 @@ def _qconv_backward(dy: np.ndarray, cache: tuple, input_grad: bool = True) -> tu
 class QConvND(_Quantized, ConvND):
     """Quantized convolution over ``ndim`` spatial dims; arguments as ``ConvND`` plus
     ``act_bit``, ``weight_bit`` and ``scaling``: ``y = q_a(x) ⋆ (alpha q_w(W)) + b``.
+
+    Raises ValueError for bits that are not ints from 1 to 32 or a ``scaling`` other than none,
+    layer or channel, and what ``ConvND`` raises for its arguments.
     """
 
     _backward_op = staticmethod(_qconv_backward)

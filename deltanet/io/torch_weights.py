@@ -62,6 +62,10 @@ def save_torch_weights(
     uses. With ``template`` (a safetensors file of the target PyTorch model's state dict) the
     names and dtypes are the template's, matched as ``load_torch_weights`` matches them.
     Returns ``{torch_name: deltanet_name}``.
+
+    Raises TypeError for a ``model`` that is not a deltanet ``Layer``, ValueError for a bit-packed
+    model (export the model before ``pack``), FormatError when ``template`` does not match the
+    model.
     """
     tensors, mapping = torch_state(model, template)
     write_safetensors(path, tensors)

@@ -94,7 +94,11 @@ class ELU(_Activation):
 
 @register_layer
 class Softplus(_Activation):
-    """``log(1 + e^{βx}) / β``, and ``x`` itself where ``βx > threshold`` (as PyTorch)."""
+    """``log(1 + e^{βx}) / β``, and ``x`` itself where ``βx > threshold`` (as PyTorch).
+
+    Raises ValueError for a ``beta`` that is not a positive number, TypeError or ValueError for a
+    ``threshold`` that is not a finite number.
+    """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()

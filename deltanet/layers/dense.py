@@ -25,6 +25,9 @@ class Dense(Layer):
 
     ``weight`` is (out_features, in_features) and ``bias`` (out_features,) or None, both drawn
     as a fresh ``torch.nn.Linear`` draws them: U(-1/sqrt(in_features), 1/sqrt(in_features)).
+
+    Raises TypeError or ValueError for sizes that are not positive ints; when running, ValueError
+    for an input that is not ``(N, in_features)``.
     """
 
     def __init__(

@@ -97,6 +97,10 @@ class MaxPoolND(_PoolND):
     """Max pooling over ``spatial_dims`` axes: ``(N, C, *in) -> (N, C, *out)``.
 
     Backward routes each δ whole to its window's maximum (ties: the first, as PyTorch).
+
+    Raises TypeError or ValueError, naming the argument, for sizes, strides or dilations that are
+    not positive ints and a ``padding`` above half the kernel; when running, ValueError for an input
+    with another number of spatial axes or one too small for a window.
     """
 
     def __init__(
@@ -133,6 +137,10 @@ class AvgPoolND(_PoolND):
     """Mean pooling over ``spatial_dims`` axes: ``(N, C, *in) -> (N, C, *out)``.
 
     Backward spreads each δ evenly over its window (``δ / |window|``, PyTorch's divisor).
+
+    Raises TypeError or ValueError, naming the argument, for sizes or strides that are not positive
+    ints and a ``padding`` above half the kernel; when running, ValueError for an input with another
+    number of spatial axes or one too small for a window.
     """
 
     def __init__(

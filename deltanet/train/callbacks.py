@@ -294,7 +294,10 @@ def _csv_value(value: Any) -> Any:
 
 
 class LearningRateScheduler(Callback):
-    """Set ``optimizer.lr`` before each epoch to ``schedule(epoch, lr)`` or ``schedule(epoch)``."""
+    """Set ``optimizer.lr`` before each epoch to ``schedule(epoch, lr)`` or ``schedule(epoch)``.
+
+    Raises TypeError when ``schedule`` is not callable.
+    """
 
     def __init__(self, schedule: Callable[..., float]) -> None:
         if not callable(schedule):

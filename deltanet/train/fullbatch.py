@@ -61,6 +61,11 @@ def minimize(
     the solution in their original arrays and dtypes, and their ``.grad`` is zero. The model
     keeps its train/eval mode: the cost must be deterministic (no dropout in training mode).
     ``callback`` is passed to scipy. Returns scipy's ``OptimizeResult`` (``x``, ``fun``, ``jac``).
+
+    Raises ValueError for a model without parameters, ``x`` and ``y`` of different lengths, a
+    ``method`` that is not one of scipy's gradient methods, a ``maxiter`` below 1 or an ``l2`` that
+    is not a finite number >= 0; TypeError for a ``loss`` that is not callable or ``x`` that is not
+    a float array.
     """
     _check_arguments(model, loss, x, y, method, maxiter, l2)
     named = list(model.named_parameters())
