@@ -231,7 +231,12 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with momentum, dampening and Nesterov (``torch.optim.SGD``)."""
+    """Stochastic gradient descent with momentum, dampening and Nesterov (``torch.optim.SGD``).
+
+    Raises ValueError for a ``momentum`` or ``dampening`` that is not a finite number >= 0, Nesterov
+    without momentum or with dampening, and what ``Optimizer`` raises for ``params`` and the common
+    hyper-parameters.
+    """
 
     name = "sgd"
 
@@ -275,7 +280,12 @@ class SGD(Optimizer):
 
 
 class AdaGrad(Optimizer):
-    """Adaptive per-coordinate steps from the summed squared gradients (``torch.optim.Adagrad``)."""
+    """Adaptive per-coordinate steps from the summed squared gradients (``torch.optim.Adagrad``).
+
+    Raises ValueError for an ``lr_decay``, ``initial_accumulator_value`` or ``eps`` that is not a
+    finite number >= 0, and what ``Optimizer`` raises for ``params`` and the common hyper-
+    parameters.
+    """
 
     name = "adagrad"
 
@@ -313,7 +323,12 @@ class AdaGrad(Optimizer):
 
 
 class RMSProp(Optimizer):
-    """Steps scaled by a running RMS of the gradients, maybe centered (``torch.optim.RMSprop``)."""
+    """Steps scaled by a running RMS of the gradients, maybe centered (``torch.optim.RMSprop``).
+
+    Raises ValueError for an ``alpha`` outside [0, 1), an ``eps`` or ``momentum`` that is not a
+    finite number >= 0, and what ``Optimizer`` raises for ``params`` and the common hyper-
+    parameters.
+    """
 
     name = "rmsprop"
 
@@ -371,7 +386,12 @@ class RMSProp(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction and optional AMSGrad; L2 decay coupled (``torch.optim.Adam``)."""
+    """Adam with bias correction and optional AMSGrad; L2 decay coupled (``torch.optim.Adam``).
+
+    Raises ValueError for ``betas`` that are not a pair of numbers in [0, 1), an ``eps`` that is not
+    a finite number >= 0, and what ``Optimizer`` raises for ``params`` and the common hyper-
+    parameters.
+    """
 
     name = "adam"
 
@@ -422,7 +442,10 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay ``w ← w (1 − lr λ)`` (``torch.optim.AdamW``)."""
+    """Adam with decoupled weight decay ``w ← w (1 − lr λ)`` (``torch.optim.AdamW``).
+
+    Raises what ``Adam`` raises.
+    """
 
     name = "adamw"
     decoupled_weight_decay = True

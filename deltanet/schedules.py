@@ -18,50 +18,82 @@ from typing import Any
 
 
 def fixed(it: int, base_lr: float) -> float:
-    """lr = base_lr."""
+    """lr = base_lr.
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr)
 
 
 def step(it: int, base_lr: float, gamma: float, stepsize: int) -> float:
-    """lr = base_lr · gamma^floor(it / stepsize)."""
+    """lr = base_lr · gamma^floor(it / stepsize).
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr * gamma ** (it // stepsize))
 
 
 def exp(it: int, base_lr: float, gamma: float) -> float:
-    """lr = base_lr · gamma^it."""
+    """lr = base_lr · gamma^it.
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr * gamma**it)
 
 
 def inv(it: int, base_lr: float, gamma: float, power: float) -> float:
-    """lr = base_lr · (1 + gamma · it)^(-power)."""
+    """lr = base_lr · (1 + gamma · it)^(-power).
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr * (1 + gamma * it) ** (-power))
 
 
 def multistep(it: int, base_lr: float, gamma: float, stepvalues: Sequence[int]) -> float:
-    """lr = base_lr · gamma^k, k = the number of step values <= it (step values increasing)."""
+    """lr = base_lr · gamma^k, k = the number of step values <= it (step values increasing).
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr * gamma ** sum(1 for s in stepvalues if it >= s))
 
 
 def poly(it: int, base_lr: float, max_iter: int, power: float) -> float:
-    """lr = base_lr · (1 − it / max_iter)^power, and 0 from max_iter on."""
+    """lr = base_lr · (1 − it / max_iter)^power, and 0 from max_iter on.
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     return float(base_lr * (1 - min(it, max_iter) / max_iter) ** power)
 
 
 def sigmoid(it: int, base_lr: float, gamma: float, stepsize: int) -> float:
-    """lr = base_lr / (1 + e^(−gamma · (it − stepsize)))."""
+    """lr = base_lr / (1 + e^(−gamma · (it − stepsize))).
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     z = -gamma * (it - stepsize)
     return 0.0 if z > 700 else float(base_lr / (1 + math.exp(z)))  # e^z overflows past ~709
 
 
 def cosine(it: int, base_lr: float, max_iter: int, min_lr: float = 0.0) -> float:
-    """lr = min_lr + (base_lr − min_lr) · (1 + cos(π · it / max_iter)) / 2, then min_lr."""
+    """lr = min_lr + (base_lr − min_lr) · (1 + cos(π · it / max_iter)) / 2, then min_lr.
+
+    Raises ValueError for an ``it`` that is not an int >= 0 (``make_schedule`` checks the other
+    arguments once).
+    """
     it = _check_it(it)
     t = min(it, max_iter) / max_iter
     return float(min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * t)) / 2)
@@ -74,6 +106,9 @@ def warmup(
 
     factor(it) = start_factor + (1 − start_factor) · it / warmup_iters for it < warmup_iters,
     else 1 (PyTorch's ``LinearLR``: with start_factor 0 the first step has lr 0).
+
+    Raises ValueError for a ``warmup_iters`` that is not an int >= 0 or a ``start_factor`` outside
+    [0, 1].
     """
     warmup_iters = _check_int("warmup", "warmup_iters", warmup_iters, minimum=0)
     start_factor = _check_number("warmup", "start_factor", start_factor, maximum=1.0)

@@ -54,7 +54,12 @@ class FormatError(ValueError):
 def write_safetensors(
     path: PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
 ) -> None:
-    """Write ``tensors`` (name -> array) and ``metadata`` (str -> str) atomically to ``path``."""
+    """Write ``tensors`` (name -> array) and ``metadata`` (str -> str) atomically to ``path``.
+
+    Raises TypeError for ``tensors`` that is not a dict of arrays, a dtype safetensors cannot hold
+    or ``metadata`` that is not str -> str; ValueError for an empty name or ``__metadata__``;
+    OSError (naming ``path``) when the file cannot be written.
+    """
     arrays = {name: _as_le_array(name, value) for name, value in _check_tensors(tensors).items()}
     header: dict[str, Any] = {}
     if metadata:

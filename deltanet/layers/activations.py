@@ -60,7 +60,10 @@ class Tanh(_Activation):
 
 @register_layer
 class LeakyReLU(_Activation):
-    """``x`` for ``x > 0``, ``negative_slope * x`` otherwise."""
+    """``x`` for ``x > 0``, ``negative_slope * x`` otherwise.
+
+    Raises TypeError or ValueError for a ``negative_slope`` that is not a finite number.
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -77,7 +80,10 @@ class LeakyReLU(_Activation):
 
 @register_layer
 class ELU(_Activation):
-    """``x`` for ``x > 0``, ``alpha (e^x - 1)`` otherwise."""
+    """``x`` for ``x > 0``, ``alpha (e^x - 1)`` otherwise.
+
+    Raises TypeError or ValueError for an ``alpha`` that is not a finite number.
+    """
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -118,7 +124,11 @@ class Softplus(_Activation):
 
 @register_layer
 class Softmax(_Activation):
-    """``e^x / Σ e^x`` along ``axis`` (the class axis 1 of channels-first data by default)."""
+    """``e^x / Σ e^x`` along ``axis`` (the class axis 1 of channels-first data by default).
+
+    Raises TypeError for an ``axis`` that is not an int; when running, ValueError for an input
+    without that axis.
+    """
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()
@@ -135,7 +145,11 @@ class Softmax(_Activation):
 
 @register_layer
 class LogSoftmax(_Activation):
-    """``x - log Σ e^x`` along ``axis`` (feed it to a negative log-likelihood)."""
+    """``x - log Σ e^x`` along ``axis`` (feed it to a negative log-likelihood).
+
+    Raises TypeError for an ``axis`` that is not an int; when running, ValueError for an input
+    without that axis.
+    """
 
     def __init__(self, axis: int = 1) -> None:
         super().__init__()

@@ -37,6 +37,10 @@ def softmax_cross_entropy(
     (PyTorch would take any numbers: a silently wrong loss). Label smoothing as PyTorch:
     ``t = (1 - ε) t + ε / K``. Returns (loss, dlogits) with ``dlogits = softmax(z) Σ_k t_k - t``
     (``softmax(z) - t`` up to rounding), divided by ``N * prod(spatial)`` for ``"mean"``.
+
+    Raises TypeError for logits that are not a float array, ValueError for labels of the wrong shape
+    or outside [0, K), soft targets that are not distributions, a ``label_smoothing`` outside [0, 1]
+    or a ``reduction`` other than mean or sum.
     """
     name = "softmax_cross_entropy"
     _check_array(name, logits, "logits", min_ndim=2)
@@ -91,6 +95,9 @@ def sigmoid_cross_entropy(
     logits: (N, ...); target: same shape. ``"mean"`` sums over all but the batch axis and
     divides by ``N`` (the one-vs-all cost; see the module docstring). Returns (loss, dlogits)
     with ``dlogits = σ(z) - y`` (divided by ``N`` for ``"mean"``).
+
+    Raises TypeError for an input that is not a float array, ValueError for shapes that disagree,
+    targets that are not finite (or out of range), or a ``reduction`` other than mean or sum.
     """
     name = "sigmoid_cross_entropy"
     _check_array(name, logits, "logits", min_ndim=1)
@@ -112,6 +119,10 @@ def binary_cross_entropy(
     gradient's denominator ``a (1 - a)`` at ``eps``, as PyTorch does. ``"mean"`` divides by ``N``
     only. Returns (loss, dprobs) with ``dprobs = (a - y) / (a (1 - a))``, which the sigmoid's
     backward ``σ(1 - σ)`` turns into ``a - y``.
+
+    Raises TypeError for an input that is not a float array, ValueError for shapes that disagree,
+    targets that are not finite (or, for ``probs``, outside [0, 1]), or a ``reduction`` other than
+    mean or sum.
     """
     name = "binary_cross_entropy"
     _check_array(name, probs, "probs", min_ndim=1)
@@ -131,6 +142,9 @@ def mean_squared_error(
     """Squared error ``Σ (p - y)²``, averaged over all elements for ``"mean"`` (as ``MSELoss``).
 
     pred, target: same shape. Returns (loss, dpred) with ``dpred = 2 (p - y)`` (/ numel for mean).
+
+    Raises TypeError for an input that is not a float array, ValueError for shapes that disagree,
+    targets that are not finite (or out of range), or a ``reduction`` other than mean or sum.
     """
     name = "mean_squared_error"
     _check_array(name, pred, "pred", min_ndim=0)

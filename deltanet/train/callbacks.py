@@ -180,6 +180,9 @@ class ModelCheckpoint(Callback):
     ``.safetensors``, written when ``monitor`` improves (``save_best``) or every epoch.
     ``fit(..., resume_from=...)`` continues from either file. In a distributed fit only
     rank 0 writes (every rank holds the same weights).
+
+    Raises ValueError for ``save_best`` and ``save_last`` both False, a ``mode`` other than auto,
+    min or max, or (when training starts) a ``monitor`` not in the epoch logs.
     """
 
     rank_zero_only = True

@@ -80,7 +80,10 @@ MODELS = tuple(_BUILDERS)
 
 
 def default_input_shape(name: str) -> tuple[int, ...]:
-    """The per-example input shape a model is designed for, e.g. (1, 8, 8) for digits_cnn."""
+    """The per-example input shape a model is designed for, e.g. (1, 8, 8) for digits_cnn.
+
+    Raises ValueError for an unknown ``name``, listing the models.
+    """
     builder = _builder(name)
     return tuple(inspect.signature(builder).parameters["input_shape"].default)
 

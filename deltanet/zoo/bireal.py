@@ -106,7 +106,11 @@ def bireal_resnet1d(
     dtype: Any = np.float32,
     rng: RngLike = None,
 ) -> Sequential:
-    """Bi-Real twin of ``resnet1d``: (N, C, L) -> (N, num_classes), L >= 8; 12 binary convs."""
+    """Bi-Real twin of ``resnet1d``: (N, C, L) -> (N, num_classes), L >= 8; 12 binary convs.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
+    """
     args = (input_shape, num_classes, channels, blocks, rng, dtype)
     return bireal_net("bireal_resnet1d", 1, *args)
 
@@ -121,6 +125,10 @@ def bireal_resnet20(
     rng: RngLike = None,
 ) -> Sequential:
     """Bi-Real twin of ``resnet20``: (N, C, H, W) -> (N, num_classes), H, W >= 8; 18 binary
-    3x3 convs. ``input_shape=(1, 28, 28)`` is the variant for MNIST-sized images."""
+    3x3 convs. ``input_shape=(1, 28, 28)`` is the variant for MNIST-sized images.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
+    """
     args = (input_shape, num_classes, channels, blocks, rng, dtype)
     return bireal_net("bireal_resnet20", 2, *args)

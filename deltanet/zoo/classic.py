@@ -46,6 +46,9 @@ def digits_cnn(
 
     (N, C, H, W) -> conv3x3(C->32) ReLU -> conv3x3(32->64) ReLU -> maxpool 2 -> flatten
     (N, 64*H/2*W/2) -> dense 128 ReLU [-> dropout] -> dense num_classes (logits).
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     h, w = spatial_sizes("digits_cnn", input_shape, 2, 2)
     c1, c2 = channels
@@ -74,6 +77,9 @@ def lenet5(
 
     (N, C, 28, 28) -> conv5x5(C->6, pad 2) ReLU -> maxpool 2 (6, 14, 14) -> conv5x5(6->16) ReLU
     -> maxpool 2 (16, 5, 5) -> flatten 400 -> dense 120 ReLU -> dense 84 ReLU -> dense classes.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     h, w = spatial_sizes("lenet5", input_shape, 2, 12)
     flat = 16 * ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2)
@@ -106,6 +112,9 @@ def mlp(
 
     (N, *input_shape) -> (N, prod(input_shape)) -> hidden layers -> (N, num_classes); the default
     is the classic 400-25-10 sigmoid network of the handwritten-digit exercise.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     if not input_shape or min(input_shape) < 1:
         raise ValueError(f"mlp: expected a non-empty input shape. Received: {input_shape}.")
@@ -137,6 +146,9 @@ def cnn1d(
 
     (N, C, L) -> conv5(C->32) ReLU pool -> conv5(32->64) ReLU pool -> flatten (N, 64*(L//4))
     -> dense 128 ReLU -> dense num_classes.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     (length,) = spatial_sizes("cnn1d", input_shape, 1, 4)
     c1, c2 = channels
@@ -167,6 +179,9 @@ def cnn3d(
 
     (N, C, D, H, W) -> conv3(C->8) ReLU pool -> conv3(8->16) ReLU pool -> flatten
     (N, 16*D/4*H/4*W/4) -> dense 64 ReLU -> dense num_classes.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     spatial = spatial_sizes("cnn3d", input_shape, 3, 4)
     c1, c2 = channels
@@ -201,6 +216,9 @@ def binary_lenet(
     Each 1-bit layer binarizes its own input (sign, STE) and its weights; the batch norm after
     it sets the scale and the threshold of the signs that the next layer takes, and ``pack``
     folds it into the packed layer. Channel counts that are multiples of 64 fill whole words.
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     h, w = spatial_sizes("binary_lenet", input_shape, 2, 4)
     c1, c2, c3 = channels

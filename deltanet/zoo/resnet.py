@@ -103,6 +103,9 @@ def resnet1d(
 
     conv5 C->32 BN ReLU -> 2 basic blocks of 32 (L) -> 2 of 64 (L/2) -> 2 of 128 (L/4) ->
     global average pool -> dense num_classes (about 0.24 M parameters for (1, 40), 10 classes).
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     return residual_net("resnet1d", 1, input_shape, num_classes, channels, blocks, rng, dtype)
 
@@ -122,5 +125,8 @@ def resnet20(
     global average pool -> dense num_classes; 272,474 parameters for (3, 32, 32) and 10 classes.
     Any channel count and any H, W >= 8 give the same net, e.g. ``input_shape=(1, 28, 28)``
     for MNIST-sized images (28 -> 14 -> 7). ``blocks=n`` gives ResNet-(6n+2).
+
+    Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
+    model and the shape (``build_model`` checks its arguments the same way).
     """
     return residual_net("resnet20", 2, input_shape, num_classes, channels, blocks, rng, dtype)
