@@ -68,7 +68,10 @@ def normal(
 def glorot_uniform(
     shape: Sequence[int], rng: RngLike = None, gain: float = 1.0, dtype=np.float32
 ) -> np.ndarray:
-    """Xavier/Glorot: ``U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``."""
+    """Xavier/Glorot: ``U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``.
+
+    Raises ValueError for a shape with fewer than 2 axes.
+    """
     fan_in, fan_out = fans(shape)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform(shape, -a, a, rng, dtype)
@@ -84,7 +87,10 @@ def glorot_normal(
 
 
 def he_uniform(shape: Sequence[int], rng: RngLike = None, dtype=np.float32) -> np.ndarray:
-    """He/Kaiming for ReLU: ``U(-b, b)``, ``b = sqrt(6 / fan_in)``."""
+    """He/Kaiming for ReLU: ``U(-b, b)``, ``b = sqrt(6 / fan_in)``.
+
+    Raises ValueError for a shape with fewer than 2 axes.
+    """
     b = math.sqrt(6.0 / fans(shape)[0])
     return uniform(shape, -b, b, rng, dtype)
 
@@ -109,6 +115,9 @@ def epsilon_uniform(
 def torch_default(
     shape: Sequence[int], fan_in: int, rng: RngLike = None, dtype=np.float32
 ) -> np.ndarray:
-    """PyTorch's draw for Conv/Linear weights and biases: U(-b, b) with b = 1/sqrt(fan_in)."""
+    """PyTorch's draw for Conv/Linear weights and biases: U(-b, b) with b = 1/sqrt(fan_in).
+
+    Raises TypeError for an ``rng`` that is not a Generator, a seed or None.
+    """
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return uniform(shape, -bound, bound, rng, dtype)

@@ -33,7 +33,11 @@ def _by_dtype(arrays: list[np.ndarray]) -> dict[np.dtype, list[int]]:
 
 
 def broadcast_parameters(model: Layer, root: int = 0) -> None:
-    """Copy ``root``'s parameters and buffers (batch-norm statistics) into every rank's model."""
+    """Copy ``root``'s parameters and buffers (batch-norm statistics) into every rank's model.
+
+    Raises TypeError for a ``model`` that is not a deltanet ``Layer``. Without mpi4py, or with one
+    rank, nothing is copied.
+    """
     _check_model("broadcast_parameters", model)
     if mpi.world_size() == 1:
         return
@@ -78,6 +82,8 @@ def allreduce_gradients(
     The gradients are packed into one flat buffer per dtype and reduced in place with
     ``Iallreduce(IN_PLACE)``. ``extra`` (a float64 array) is summed in the same wait (the fit
     loop reduces its loss and accuracy counts with it).
+
+    Raises TypeError for a ``model`` that is not a deltanet ``Layer``.
     """
     _check_model("allreduce_gradients", model)
     if mpi.world_size() == 1:

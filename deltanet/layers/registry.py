@@ -82,7 +82,10 @@ def registered_name(layer: Layer) -> str:
 
 
 def layer_to_dict(layer: Layer) -> dict[str, Any]:
-    """``{"class": name, "config": layer.get_config()}`` for a registered layer."""
+    """``{"class": name, "config": layer.get_config()}`` for a registered layer.
+
+    Raises TypeError for a layer whose class is not registered (``@register_layer``).
+    """
     return {"class": registered_name(layer), "config": layer.get_config()}
 
 

@@ -14,6 +14,8 @@ class ProgressBar(Callback):
     ``verbose=0``: silent. ``verbose=1``: a tqdm bar per epoch when ``stream`` (default: stdout
     at the start of training) is a terminal, else one plain line per epoch (CI logs, pipes).
     ``verbose=2``: always plain lines.
+
+    Raises ValueError for a ``verbose`` other than 0, 1 or 2.
     """
 
     def __init__(self, verbose: int = 1, stream: TextIO | None = None) -> None:
