@@ -195,11 +195,14 @@ def _key(
     return digest.hexdigest()[:32]
 
 
-def _fill(out: np.ndarray, x, rows, standardizer: Standardizer | None, chunk_bytes: int) -> None:
-    """``out[i] = transform(x[rows[i]])`` a chunk of rows at a time."""
+def _fill_file(name: str, x, rows, standardizer, dtype: np.dtype, shape, chunk_bytes: int) -> None:
+    """The file ``name`` (existing, empty) filled with ``transform(x[rows[i]])`` for every i, a
+    chunk of rows at a time, and flushed."""
+    out = np.memmap(name, dtype, "w+", shape=shape)
     for span in _spans(len(out), chunk_rows(x, chunk_bytes)):
         block = _block(x, rows, span)
         out[span] = block if standardizer is None else standardizer.transform(block)
+    out.flush()
 
 
 def _write(path: Path, x, rows, standardizer, dtype: np.dtype, shape, chunk_bytes: int) -> None:
@@ -209,10 +212,7 @@ def _write(path: Path, x, rows, standardizer, dtype: np.dtype, shape, chunk_byte
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        out = np.memmap(tmp, dtype, "w+", shape=shape)
-        _fill(out, x, rows, standardizer, chunk_bytes)
-        out.flush()
-        del out
+        _fill_file(tmp, x, rows, standardizer, dtype, shape, chunk_bytes)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -226,10 +226,7 @@ def _write_private(x, rows, standardizer, dtype: np.dtype, shape, chunk_bytes: i
     fd, name = tempfile.mkstemp(prefix="deltanet-", suffix=".tmp")
     os.close(fd)
     try:
-        out = np.memmap(name, dtype, "w+", shape=shape)
-        _fill(out, x, rows, standardizer, chunk_bytes)
-        out.flush()
-        del out
+        _fill_file(name, x, rows, standardizer, dtype, shape, chunk_bytes)
         mapped = np.memmap(name, dtype, "r", shape=shape)
     except BaseException:
         os.remove(name)
