@@ -17,14 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from deltanet.data.dataset import Dataset, data_root, validate_arrays
-from deltanet.data.download import CHUNK, download_files
+from deltanet.data.download import CHUNK, download_files, replacing
 
 ARCHIVE = "cifar-10-binary.tar.gz"
 FOLDER = "cifar-10-batches-bin"
@@ -187,18 +186,11 @@ def _expected(archive: Path, member: tarfile.TarInfo) -> str | None:
 def _copy_member(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, archive) -> Path:
     source = tar.extractfile(member)
     assert source is not None  # a regular file, checked by _expected
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            left = member.size
-            while left and (chunk := source.read(min(CHUNK, left))):
-                out.write(chunk)
-                left -= len(chunk)
+    with replacing(target) as out:
+        left = member.size
+        while left and (chunk := source.read(min(CHUNK, left))):
+            out.write(chunk)
+            left -= len(chunk)
         if left:
             raise ValueError(f"{archive}: member {member.name!r} is truncated.")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return target

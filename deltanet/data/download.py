@@ -15,8 +15,9 @@ import os
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 CHUNK = 1 << 16
 
@@ -69,20 +70,31 @@ def fetch(
     url: str, dest: Path, sha256: str, *, opener: Callable, timeout: float, max_bytes: int
 ) -> None:
     """Stream ``url`` to ``dest`` through a temporary file; ValueError on a bad size or hash."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with replacing(dest) as out, opener(url, timeout=timeout) as response:
         digest, size = hashlib.sha256(), 0
-        with os.fdopen(fd, "wb") as out, opener(url, timeout=timeout) as response:
-            while chunk := response.read(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ValueError(f"response larger than {max_bytes} bytes")
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+        while chunk := response.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise ValueError(f"response larger than {max_bytes} bytes")
+            digest.update(chunk)
+            out.write(chunk)
         if digest.hexdigest() != sha256:
             raise ValueError(f"SHA-256 mismatch: got {digest.hexdigest()}, expected {sha256}")
+
+
+@contextlib.contextmanager
+def replacing(dest: Path) -> Iterator[IO[bytes]]:
+    """A temporary file beside ``dest`` to write to: fsynced and renamed onto ``dest`` when the
+    block ends, removed (``dest`` untouched) when it raises.
+
+    Not ``deltanet.io.atomic_write``: that one rewrites an ``OSError`` to name ``dest``, which
+    would change the messages of a failed download (``url: <urlopen error ...>``) or archive."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
