@@ -77,18 +77,25 @@ def validate_arrays(
             f"{where}: x must have shape (N, ...) with N >= 1, at least 2 dims and no empty "
             f"axis (e.g. (N, C, H, W)). Received shape {x.shape}."
         )
-    if x.dtype.kind == "f" and not all_finite(x):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(
-            f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
-            f"({np.count_nonzero(~np.isfinite(x))} non-finite values)."
-        )
+    if x.dtype.kind == "f":
+        check_finite(where, x)
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(
             f"{where}: y must have shape (N,) = ({x.shape[0]},), one label per example. "
             f"Received shape {y.shape}."
         )
     _validate_labels(y, num_classes, where)
+
+
+def check_finite(where: str, x: np.ndarray) -> None:
+    """ValueError naming ``where`` and the first non-finite value unless the float array ``x``
+    is all finite (``all_finite``: no mask of a memory-mapped ``x``'s size)."""
+    if not all_finite(x):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(
+            f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
+            f"({np.count_nonzero(~np.isfinite(x))} non-finite values)."
+        )
 
 
 def all_finite(x: np.ndarray, chunk_bytes: int = 64 * 1024**2) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from deltanet.data import validate_arrays
-from deltanet.data.dataset import all_finite
+from deltanet.data.dataset import check_finite
 from deltanet.layers.base import Layer, mode
 from deltanet.metrics import predicted_classes
 from deltanet.ops.losses import LossFn, resolve_loss
@@ -33,17 +33,6 @@ def check_xy(where: str, x: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndar
         )
     validate_arrays(x, y, where=f"{where}: {what}")
     return x, y.astype(np.int64, copy=False)
-
-
-def check_finite(where: str, x: np.ndarray) -> None:
-    """Every value of the float array ``x`` finite; the message is ``validate_arrays``'s.
-    Checked a block of rows at a time (``all_finite``): no mask of a memory-mapped ``x``'s size."""
-    if not all_finite(x):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(
-            f"{where}: x must be finite. Received {x[tuple(bad)]} at index {tuple(bad.tolist())} "
-            f"({np.count_nonzero(~np.isfinite(x))} non-finite values)."
-        )
 
 
 def check_int(where: str, arg: str, value: Any, minimum: int) -> int:
