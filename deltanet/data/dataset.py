@@ -101,8 +101,13 @@ def check_finite(where: str, x: np.ndarray) -> None:
 def all_finite(x: np.ndarray, chunk_bytes: int = 64 * 1024**2) -> bool:
     """``np.isfinite(x).all()`` a block of rows at a time: a memory-mapped dataset larger than
     memory is checked without a mask of its full size."""
-    step = max(1, chunk_bytes // max(1, x.dtype.itemsize * math.prod(x.shape[1:])))  # N may be 0
+    step = chunk_rows(x, chunk_bytes)
     return all(bool(np.isfinite(x[i : i + step]).all()) for i in range(0, len(x), step))
+
+
+def chunk_rows(x: np.ndarray, chunk_bytes: int) -> int:
+    """How many rows of ``x`` make about ``chunk_bytes`` (at least one; N may be 0)."""
+    return max(1, chunk_bytes // max(1, x.dtype.itemsize * math.prod(x.shape[1:])))
 
 
 def _validate_labels(y: np.ndarray, num_classes: int | None, where: str) -> None:

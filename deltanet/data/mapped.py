@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deltanet.data.dataset import DataNote, split_indices
+from deltanet.data.dataset import DataNote, chunk_rows, split_indices
 from deltanet.data.pipeline import Standardizer
 
 # Rows read per step: a chunk and its float64 temporaries stay within a few times this.
@@ -59,12 +59,6 @@ def is_mapped(x: object) -> bool:
     """Whether ``x`` is a memory-mapped array backed by a file (an ``np.memmap`` or a slice of
     one; fancy indexing returns a plain in-memory array, which is not)."""
     return isinstance(x, np.memmap) and getattr(x, "filename", None) is not None
-
-
-def chunk_rows(x: np.ndarray, chunk_bytes: int = CHUNK_BYTES) -> int:
-    """How many rows of ``x`` make about ``chunk_bytes`` (at least one)."""
-    row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * x.dtype.itemsize)
-    return max(1, chunk_bytes // row)
 
 
 def _spans(n: int, step: int) -> Iterator[slice]:
