@@ -16,7 +16,7 @@ block below reach the block above, whatever the signs lose:
 
 Stem (conv3, conv5 in 1D, + BN) and head (global average pool, dense) are full precision. No ReLU
 anywhere: with ``sign(0) = +1`` a ReLU before a sign would make every sign +1. The stage layout is
-the float twin's (``common.stage_plan``): each basic block of ``resnet20`` / ``resnet1d`` (two
+the float twin's (``common.residual_net``): each basic block of ``resnet20`` / ``resnet1d`` (two
 convs) is two Bi-Real blocks here, the first with the stride.
 """
 
@@ -28,18 +28,8 @@ import numpy as np
 
 from deltanet.binary.layers import QActivation, QConv1D, QConv2D
 from deltanet.init import RngLike
-from deltanet.layers import (
-    AvgPool1D,
-    AvgPool2D,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    Layer,
-    Residual,
-    Sequential,
-)
-from deltanet.zoo.common import check_dense, check_widths, spatial_sizes, stage_plan
-from deltanet.zoo.resnet import BATCH_NORM, CONV, MIN_SIZE
+from deltanet.layers import AvgPool1D, AvgPool2D, Layer, Residual, Sequential
+from deltanet.zoo.common import BATCH_NORM, CONV, residual_net
 
 QCONV: dict[int, Any] = {1: QConv1D, 2: QConv2D}
 AVG_POOL: dict[int, Any] = {1: AvgPool1D, 2: AvgPool2D}
@@ -69,32 +59,14 @@ def bireal_block(
     return Residual(block, Sequential(*shortcut))
 
 
-def bireal_net(
-    name: str,
-    ndim: int,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    channels: Any,
-    blocks: Any,
-    rng: RngLike,
-    dtype: Any,
-) -> Sequential:
-    """The Bi-Real net of the module docstring over ``ndim`` spatial dims."""
-    spatial_sizes(name, input_shape, ndim, MIN_SIZE)
-    widths, n = check_widths(name, channels, blocks)
-    check_dense(name, input_shape, (widths[-1], num_classes))
-    stem_k = 5 if ndim == 1 else 3  # as the float twin's
-    layers: list[Layer] = [
-        CONV[ndim](input_shape[0], widths[0], stem_k, padding=stem_k // 2, bias=False, rng=rng,
-                   dtype=dtype),
-        BATCH_NORM[ndim](widths[0], dtype=dtype),
-    ]  # fmt: skip
-    for c_in, c_out, stride in stage_plan(widths, n):
-        # the twin's basic block: two convs, each its own Bi-Real block; the first takes the stride
-        layers.append(bireal_block(ndim, c_in, c_out, stride, rng=rng, dtype=dtype))
-        layers.append(bireal_block(ndim, c_out, c_out, 1, rng=rng, dtype=dtype))
-    head = [GlobalAvgPool(), Flatten(), Dense(widths[-1], num_classes, rng=rng, dtype=dtype)]
-    return Sequential(*layers, *head)
+def bireal_pair(
+    ndim: int, c_in: int, c_out: int, stride: int, *, rng: RngLike, dtype: Any
+) -> list[Layer]:
+    """``resnet.basic_block``'s twin: its two convs, each a Bi-Real block; the first strides."""
+    return [
+        bireal_block(ndim, c_in, c_out, stride, rng=rng, dtype=dtype),
+        bireal_block(ndim, c_out, c_out, 1, rng=rng, dtype=dtype),
+    ]
 
 
 def bireal_resnet1d(
@@ -111,8 +83,8 @@ def bireal_resnet1d(
     Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
     model and the shape (``build_model`` checks its arguments the same way).
     """
-    args = (input_shape, num_classes, channels, blocks, rng, dtype)
-    return bireal_net("bireal_resnet1d", 1, *args)
+    return residual_net("bireal_resnet1d", 1, input_shape, num_classes, channels, blocks,
+                        block=bireal_pair, stem_relu=False, rng=rng, dtype=dtype)  # fmt: skip
 
 
 def bireal_resnet20(
@@ -130,5 +102,5 @@ def bireal_resnet20(
     Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
     model and the shape (``build_model`` checks its arguments the same way).
     """
-    args = (input_shape, num_classes, channels, blocks, rng, dtype)
-    return bireal_net("bireal_resnet20", 2, *args)
+    return residual_net("bireal_resnet20", 2, input_shape, num_classes, channels, blocks,
+                        block=bireal_pair, stem_relu=False, rng=rng, dtype=dtype)  # fmt: skip

@@ -1,17 +1,37 @@
-"""What every zoo builder shares: the size bounds and the checks of an input shape."""
+"""What every zoo builder shares: the size bounds and the checks of an input shape; and the
+layout the residual nets share (``residual_net``: stem, stages of blocks, head)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from deltanet.init import RngLike
+from deltanet.layers import (
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv1D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    Layer,
+    ReLU,
+    Sequential,
+)
 
 # Bounds that keep a typo from allocating gigabytes (--input-shape 100000000 once took 24 GB):
 # the values of one example (1x1024x1024, 3x512x512, 100^3), and the weights of one dense
 # layer (256 MiB of float32; 1 GiB when training with Adam).
 MAX_INPUT_SIZE = 2**20
 MAX_DENSE_WEIGHTS = 2**26
+
+CONV: dict[int, Any] = {1: Conv1D, 2: Conv2D}
+BATCH_NORM: dict[int, Any] = {1: BatchNorm1D, 2: BatchNorm2D}
+# The smallest length or side the residual nets take: two halvings still leave 2 positions to pool.
+MIN_SIZE = 8
 
 
 def check_dense(name: str, input_shape: tuple[int, ...], *sizes: tuple[int, int]) -> None:
@@ -71,3 +91,39 @@ def stage_plan(channels: tuple[int, ...], blocks: int) -> list[tuple[int, int, i
             plan.append((c_in, c_out, 2 if s > 0 and b == 0 else 1))
             c_in = c_out
     return plan
+
+
+def residual_net(
+    name: str,
+    ndim: int,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: Any,
+    blocks: Any,
+    *,
+    block: Callable[..., list[Layer]],
+    stem_relu: bool,
+    rng: RngLike,
+    dtype: Any,
+) -> Sequential:
+    """A residual net over ``ndim`` spatial dims, checked and built in layer order:
+
+    stem: conv3 (conv5 in 1D) C -> channels[0], BN, and a ReLU if ``stem_relu``
+    stages: ``block(ndim, c_in, c_out, stride, rng=, dtype=)`` for each step of ``stage_plan``
+    head: global average pool, flatten, dense num_classes
+    """
+    spatial_sizes(name, input_shape, ndim, MIN_SIZE)
+    widths, n = check_widths(name, channels, blocks)
+    check_dense(name, input_shape, (widths[-1], num_classes))
+    stem_k = 5 if ndim == 1 else 3  # a wider first window over a 1D signal (cnn1d's is 5 too)
+    layers: list[Layer] = [
+        CONV[ndim](input_shape[0], widths[0], stem_k, padding=stem_k // 2, bias=False, rng=rng,
+                   dtype=dtype),
+        BATCH_NORM[ndim](widths[0], dtype=dtype),
+    ]  # fmt: skip
+    if stem_relu:
+        layers.append(ReLU())
+    for c_in, c_out, stride in stage_plan(widths, n):
+        layers += block(ndim, c_in, c_out, stride, rng=rng, dtype=dtype)
+    head = [GlobalAvgPool(), Flatten(), Dense(widths[-1], num_classes, rng=rng, dtype=dtype)]
+    return Sequential(*layers, *head)

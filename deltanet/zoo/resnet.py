@@ -3,7 +3,8 @@
 A basic block is ``ReLU(BN(conv3(ReLU(BN(conv3(x))))) + shortcut(x))``: the shortcut is the
 identity where the block keeps the shape, and a 1x1 convolution with the block's stride and a
 batch norm (a projection, He et al.'s "option B") where the width or the length changes. The
-convolutions before a batch norm have no bias (the batch norm's shift takes its place).
+convolutions before a batch norm have no bias (the batch norm's shift takes its place). The
+layout, shared with the Bi-Real twins (``common.residual_net``):
 
     stem: conv3 (conv5 in 1D) C -> channels[0], BN, ReLU
     stages: ``blocks`` basic blocks per width in ``channels``; stride 2 opens every stage
@@ -18,25 +19,8 @@ from typing import Any
 import numpy as np
 
 from deltanet.init import RngLike
-from deltanet.layers import (
-    BatchNorm1D,
-    BatchNorm2D,
-    Conv1D,
-    Conv2D,
-    Dense,
-    Flatten,
-    GlobalAvgPool,
-    Layer,
-    ReLU,
-    Residual,
-    Sequential,
-)
-from deltanet.zoo.common import check_dense, check_widths, spatial_sizes, stage_plan
-
-CONV: dict[int, Any] = {1: Conv1D, 2: Conv2D}
-BATCH_NORM: dict[int, Any] = {1: BatchNorm1D, 2: BatchNorm2D}
-# The smallest length or side the nets take: two halvings still leave 2 positions to pool.
-MIN_SIZE = 8
+from deltanet.layers import Layer, ReLU, Residual, Sequential
+from deltanet.zoo.common import BATCH_NORM, CONV, residual_net
 
 
 def basic_block(
@@ -62,34 +46,6 @@ def basic_block(
     return [Residual(block, shortcut), ReLU()]
 
 
-def residual_net(
-    name: str,
-    ndim: int,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    channels: Any,
-    blocks: Any,
-    rng: RngLike,
-    dtype: Any,
-) -> Sequential:
-    """The float ResNet of the module docstring over ``ndim`` spatial dims."""
-    spatial_sizes(name, input_shape, ndim, MIN_SIZE)
-    widths, n = check_widths(name, channels, blocks)
-    check_dense(name, input_shape, (widths[-1], num_classes))
-    conv, bn = CONV[ndim], BATCH_NORM[ndim]
-    stem_k = 5 if ndim == 1 else 3  # a wider first window over a 1D signal (cnn1d's is 5 too)
-    layers: list[Layer] = [
-        conv(input_shape[0], widths[0], stem_k, padding=stem_k // 2, bias=False, rng=rng,
-             dtype=dtype),
-        bn(widths[0], dtype=dtype),
-        ReLU(),
-    ]  # fmt: skip
-    for c_in, c_out, stride in stage_plan(widths, n):
-        layers += basic_block(ndim, c_in, c_out, stride, rng=rng, dtype=dtype)
-    head = [GlobalAvgPool(), Flatten(), Dense(widths[-1], num_classes, rng=rng, dtype=dtype)]
-    return Sequential(*layers, *head)
-
-
 def resnet1d(
     input_shape: tuple[int, ...] = (1, 40),
     num_classes: int = 10,
@@ -107,7 +63,8 @@ def resnet1d(
     Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
     model and the shape (``build_model`` checks its arguments the same way).
     """
-    return residual_net("resnet1d", 1, input_shape, num_classes, channels, blocks, rng, dtype)
+    return residual_net("resnet1d", 1, input_shape, num_classes, channels, blocks,
+                        block=basic_block, stem_relu=True, rng=rng, dtype=dtype)  # fmt: skip
 
 
 def resnet20(
@@ -129,4 +86,5 @@ def resnet20(
     Raises ValueError for an ``input_shape`` the model cannot take or sizes out of range, naming the
     model and the shape (``build_model`` checks its arguments the same way).
     """
-    return residual_net("resnet20", 2, input_shape, num_classes, channels, blocks, rng, dtype)
+    return residual_net("resnet20", 2, input_shape, num_classes, channels, blocks,
+                        block=basic_block, stem_relu=True, rng=rng, dtype=dtype)  # fmt: skip
