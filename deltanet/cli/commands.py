@@ -14,6 +14,7 @@ import numpy as np
 
 from deltanet.cli.common import (
     CliError,
+    load_data,
     load_model_file,
     make_plots,
     read_history,
@@ -24,8 +25,6 @@ from deltanet.cli.common import (
 def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
     """The dataset to evaluate on: ``--data``, else the one the model was trained on, decoded
     as in training (image datasets and folders at the model's input size and mode)."""
-    from deltanet.data import load_dataset
-
     data = args.data or meta.get("data")
     if not data:
         raise CliError("this file does not say which data it was trained on: give --data.")
@@ -36,24 +35,16 @@ def _dataset_for(args: argparse.Namespace, meta: dict[str, Any]) -> Any:
         size = None if _builtin_size(data) == shape[1:] else f"{shape[1]}x{shape[2]}"
     if folder and mode is None and len(shape) == 3 and shape[0] in (1, 3):
         mode = "gray" if shape[0] == 1 else "rgb"
-    try:
-        return load_dataset(
-            data,
-            data_dir=args.data_dir or meta.get("data_dir"),
-            seed=int(meta.get("seed", 0)),
-            download=args.download,
-            image_size=size,
-            image_mode=mode,
-            bad_images=getattr(args, "bad_images", None) or "error",
-        )
-    except FileNotFoundError as err:
-        downloads = ("mnist", "fashion_mnist", "cifar10")
-        hint = (
-            f" (deltanet {args.command}: --download, or --data-dir DIR)"
-            if data in downloads
-            else ""
-        )
-        raise CliError(f"{err}{hint}") from None
+    return load_data(
+        data,
+        getattr(args, "command", None),  # plot's own Namespace has none: no flags to name
+        data_dir=args.data_dir or meta.get("data_dir"),
+        seed=int(meta.get("seed", 0)),
+        download=args.download,
+        image_size=size,
+        image_mode=mode,
+        bad_images=getattr(args, "bad_images", None) or "error",
+    )
 
 
 def _is_folder(data: str) -> bool:

@@ -128,6 +128,23 @@ def load_model_file(path: str) -> tuple[Any, dict[str, Any]]:
     return ckpt.model, dict(ckpt.metadata.get("run", {}))
 
 
+DOWNLOADABLE = ("mnist", "fashion_mnist", "cifar10")  # the datasets --download fetches
+
+
+def load_data(data: str, command: str | None, **options: Any) -> Any:
+    """``load_dataset(data, **options)``; a missing dataset is a CliError that names the flags
+    of ``deltanet command`` that fetch or find its files (None: no hint)."""
+    from deltanet.data import load_dataset
+
+    try:
+        return load_dataset(data, **options)
+    except FileNotFoundError as err:
+        hint = ""
+        if command is not None and data in DOWNLOADABLE:
+            hint = f" (deltanet {command}: --download, or --data-dir DIR)"
+        raise CliError(f"{err}{hint}") from None
+
+
 def standardizer_from(meta: dict[str, Any]) -> Any:
     """The Standardizer a run saved in its model file's metadata, or None."""
     from deltanet.data import Standardizer

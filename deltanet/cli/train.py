@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from deltanet.cli import recipes, rundir
-from deltanet.cli.common import TRAIN_DEFAULTS, CliError, default_model, make_plots, write_json
+from deltanet.cli.common import (
+    TRAIN_DEFAULTS,
+    CliError,
+    default_model,
+    load_data,
+    make_plots,
+    write_json,
+)
 
 MAX_EPOCHS = 10**6
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # the optimizers that take a momentum argument
@@ -169,7 +176,7 @@ def _check_numbers(c: dict[str, Any]) -> None:
 
 def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
     """The dataset, validated by its loader (shape, labels, finite values) before training."""
-    from deltanet.data import DATASETS, load_dataset
+    from deltanet.data import DATASETS
 
     data = config["data"]
     if data.lower().endswith(".npz"):
@@ -181,16 +188,11 @@ def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
             raise CliError(f"--data: no image folder at {data!r}.")
         config["data"] = data = str(Path(data).expanduser().resolve())
     download = bool(getattr(args, "download", False))
-    try:
-        ds = load_dataset(
-            data, data_dir=config.get("data_dir"), seed=config["seed"], download=download,
-            image_size=config.get("image_size"), image_mode=config.get("image_mode"),
-            bad_images=config.get("bad_images") or "error",
-        )  # fmt: skip
-    except FileNotFoundError as err:
-        downloads = ("mnist", "fashion_mnist", "cifar10")
-        hint = " (deltanet train: --download, or --data-dir DIR)" if data in downloads else ""
-        raise CliError(f"{err}{hint}") from None
+    ds = load_data(
+        data, "train", data_dir=config.get("data_dir"), seed=config["seed"], download=download,
+        image_size=config.get("image_size"), image_mode=config.get("image_mode"),
+        bad_images=config.get("bad_images") or "error",
+    )  # fmt: skip
     if getattr(args, "resume", None):
         _check_resumed_shape(args.resume, tuple(ds.input_shape), data)
     return ds

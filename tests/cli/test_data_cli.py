@@ -89,6 +89,24 @@ def test_cifar10_missing_names_the_files_and_the_flag(tmp_path, capsys):
     assert status == 2 and "data_batch_1.bin" in err and "--download" in err
 
 
+def test_plot_of_a_run_whose_downloadable_data_is_missing_warns(tmp_path, capsys):
+    from deltanet import io
+    from deltanet.cli.common import load_model_file
+
+    write_cifar10(tmp_path / "c", n_train=(4, 4, 4, 4, 4), n_test=10)
+    out = tmp_path / "r"
+    status, _, err = train(
+        capsys, "--data", "cifar10", "--data-dir", tmp_path / "c", "--model", "mlp", "--out", out
+    )
+    assert status == 0, err
+    model, meta = load_model_file(str(out / "model.safetensors"))
+    meta["data_dir"] = str(tmp_path / "gone")  # the files have moved since the run
+    io.save(model, out / "model.safetensors", metadata={"run": meta})
+    status, _, err = run(capsys, "plot", out)  # no --download flag to name: the plain error
+    assert status == 0 and "no test-set plots: " in err and "CIFAR-10 files missing" in err
+    assert "--download" not in err
+
+
 def test_resnet20_one_epoch_on_a_generated_cifar10_directory(tmp_path, capsys):
     write_cifar10(tmp_path / "c", n_train=(10, 10, 10, 10, 10), n_test=20)
     status, out, err = train(
