@@ -28,14 +28,13 @@ import time
 from pathlib import Path
 
 from deltanet.cli.common import TRAIN_DEFAULTS, default_model
-from deltanet.cli.recipes import find_recipe
+from deltanet.cli.recipes import apply_recipe
 
 NAME = "main_job_deltanet_train"
-# The main job's settings: the defaults under its recipe (what ``deltanet train`` runs).
-# The model is chosen from the data's example shape, (1, 8, 8) for the digits.
-_MODEL = TRAIN_DEFAULTS["model"] or default_model((1, 8, 8))
-_RECIPE = find_recipe(_MODEL, TRAIN_DEFAULTS["data"])
-SETTINGS = {**TRAIN_DEFAULTS, **(_RECIPE.settings if _RECIPE is not None else {})}
+# The main job's settings as ``deltanet train`` resolves them: the defaults, the model chosen
+# from the data's example shape ((1, 8, 8) for the digits), then that pair's recipe.
+SETTINGS = {**TRAIN_DEFAULTS, "model": TRAIN_DEFAULTS["model"] or default_model((1, 8, 8))}
+apply_recipe(SETTINGS, given=())
 BATCH = int(SETTINGS["batch_size"])
 
 
@@ -67,13 +66,11 @@ def _data():
 def torch_epochs(epochs: int, batch: int, torch) -> list[float]:
     """The plain PyTorch loop for ``epochs`` epochs; images per second of each epoch."""
     from benchmarks import models
-    from deltanet.cli.common import default_model
     from deltanet.zoo import build_model
 
     c = SETTINGS
     ds, (x, y), (xv, yv) = _data()
-    name = c["model"] or default_model(tuple(ds.input_shape))
-    model = build_model(name, input_shape=tuple(ds.input_shape), num_classes=ds.num_classes,
+    model = build_model(c["model"], input_shape=tuple(ds.input_shape), num_classes=ds.num_classes,
                         seed=c["seed"])  # fmt: skip
     net = models.to_torch(model, torch)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype("int64"))
