@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from deltanet.ops.window import pad as zero_pad
+
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
@@ -38,8 +40,11 @@ def _windows(
     """``x (N, C, *spatial)`` padded by ``pad`` on every spatial side, and example n's window
     of the original size starting at ``offsets[:, n]`` (one row per spatial dim)."""
     spatial = x.shape[2:]
-    widths = [(0, 0), (0, 0)] + [(pad, pad)] * len(spatial)
-    padded = np.pad(x, widths, mode=pad_mode)
+    pads = ((pad, pad),) * len(spatial)
+    if pad_mode == "constant":
+        padded = zero_pad(x, pads)  # the convolutions' padding: one filled array, one copy
+    else:
+        padded = np.pad(x, [(0, 0), (0, 0), *pads], mode=pad_mode)
     views = sliding_window_view(padded, spatial, axis=tuple(range(2, x.ndim)))
     # views: (N, C, *(2 pad + 1), *spatial); one window per example, gathered in one step.
     return views[(np.arange(len(x)), slice(None), *offsets)]
