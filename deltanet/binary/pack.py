@@ -163,11 +163,8 @@ def _sign_before_binary(layer: Layer, following: Layer | None) -> bool:
 
 def _own_bytes(layer: Layer) -> int:
     """Bytes of the tensors (parameters and buffers) a layer holds itself, not its children's."""
-    return _bytes(layer) - sum(_bytes(child) for child in layer.children())
-
-
-def _bytes(layer: Layer) -> int:
-    return sum(v.nbytes for v in layer.state_dict().values())
+    own = [p.data for name, p in layer.named_parameters() if "." not in name]  # no child's name
+    return sum(a.nbytes for a in [*own, *layer.buffers().values()])
 
 
 def _join(prefix: str, key: str) -> str:

@@ -8,7 +8,9 @@ import pytest
 from deltanet import io
 from deltanet.binary import PackedConv, PackedDense, pack, packed_weight_bytes
 from deltanet.binary.layers import QActivation, QConv1D, QConv2D, QConv3D, QDense
+from deltanet.binary.pack import pack_with_sizes
 from deltanet.layers import (
+    Add,
     BatchNorm1D,
     BatchNorm2D,
     Concat,
@@ -211,3 +213,12 @@ def test_a_sign_right_before_a_1bit_layer_leaves_the_chain():
     )
     x = rng.standard_normal((2, 3, 5, 5))
     np.testing.assert_array_equal(packed(x), model(x))
+
+
+def test_sizes_count_a_layer_held_twice_once():
+    """A float layer in two branches holds its tensors once: the fork around it holds none."""
+    dense = Dense(4, 4, rng=np.random.default_rng(0))
+    model = Sequential(QDense(4, 4, rng=np.random.default_rng(1)), Add(dense, dense))
+    _, _, sizes = pack_with_sizes(model)
+    weights = dense.weight.data.nbytes + dense.bias.data.nbytes
+    assert sizes["float layers"] == (1, weights, weights)
