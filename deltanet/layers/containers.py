@@ -150,10 +150,7 @@ def _summary_rows(
     shape, and recurse ``depth - 1`` levels into containers; returns the chain's output shape."""
     for key, layer in seq.named_children():
         name = f"{prefix}{key}"
-        out = layer.output_shape(shape)
-        rows.append(
-            (f"{'  ' * level}{name}: {layer.label()}", str(out), f"{layer.num_parameters():,}")
-        )
+        out = _summary_row(rows, level, name, layer, shape)
         if depth > 1 and isinstance(layer, Sequential):
             _summary_rows(layer, f"{name}.", shape, depth - 1, level + 1, rows)
         elif depth > 1 and isinstance(layer, _Fork):  # every branch takes the fork's input
@@ -162,11 +159,19 @@ def _summary_rows(
                 if isinstance(branch, Sequential):
                     _summary_rows(branch, f"{branch_name}.", shape, depth - 1, level + 1, rows)
                 else:
-                    rows.append((f"{'  ' * (level + 1)}{branch_name}: {branch.label()}",
-                                 str(branch.output_shape(shape)),
-                                 f"{branch.num_parameters():,}"))  # fmt: skip
+                    _summary_row(rows, level + 1, branch_name, branch, shape)
         shape = out
     return shape
+
+
+def _summary_row(
+    rows: list, level: int, name: str, layer: Layer, shape: tuple[int, ...]
+) -> tuple[int, ...]:
+    """Append ``layer``'s row, indented ``level`` steps, for an input of ``shape``; returns
+    its output shape."""
+    out = layer.output_shape(shape)
+    rows.append((f"{'  ' * level}{name}: {layer.label()}", str(out), f"{layer.num_parameters():,}"))
+    return out
 
 
 class _Fork(Layer):
