@@ -54,9 +54,7 @@ def resolve_model(
     say(f"deltanet serve: no model under {runs}/: training the main job's model first "
         "(deltanet train: digits_cnn on the 8x8 digits, a few seconds)")  # fmt: skip
     started = time.perf_counter()
-    args = build_parser().parse_args(["train", "--quiet"])
-    args.out = None
-    run_train(args)
+    run_train(build_parser().parse_args(["train", "--quiet"]))  # a new run under runs/
     found = newest_model(runs)
     if found is None:
         raise CliError(f"training finished but no model.safetensors appeared under {runs}/.")
