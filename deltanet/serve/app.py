@@ -56,13 +56,19 @@ class Playground:
         self.job_lock = threading.Lock()  # one check-and-start at a time
         self._options: dict[str, Any] | None = None
 
-    async def png(self, request: Request) -> tuple[np.ndarray, Any, tuple]:
-        """A PNG from the body (raw or multipart) as one example, its frame and its size."""
+    async def body(self, request: Request) -> tuple[str, bytes]:
+        """The body, size-limited, and its kind: ``"json"``, or ``"png"`` (a multipart
+        upload's file, or the raw body)."""
         body = await read_body(request, self.max_body)
         kind = kind_of(request.headers.get("content-type", ""), body)
         if kind == "multipart":
-            body = await uploaded_file(request, body)
-        elif kind == "json":
+            return "png", await uploaded_file(request, body)
+        return kind, body
+
+    async def png(self, request: Request) -> tuple[np.ndarray, Any, tuple]:
+        """A PNG from the body (raw or multipart) as one example, its frame and its size."""
+        kind, body = await self.body(request)
+        if kind == "json":
             raise ApiError(415, "expected a PNG image here (image/png or a multipart upload).")
         return png_example(body, self.predictor)
 
@@ -151,13 +157,11 @@ def _prediction_routes(app: FastAPI, pg: Playground) -> None:
     async def predict(request: Request) -> dict[str, Any]:
         """Class and probabilities of a PNG (a drawing, or an image of the model's input size)
         or of a JSON array (one example, dataset scale, or a batch of them)."""
-        body = await read_body(request, pg.max_body)
-        kind = kind_of(request.headers.get("content-type", ""), body)
+        kind, body = await pg.body(request)
         if kind == "json":
             x, batched = json_examples(body, pg.predictor.input_shape)
         else:
-            data = await uploaded_file(request, body) if kind == "multipart" else body
-            x, batched = png_example(data, pg.predictor)[0][None], False
+            x, batched = png_example(body, pg.predictor)[0][None], False
         probs = await run_in_threadpool(pg.predictor.predict, x)
         names = pg.predictor.names(probs.shape[1])
         answers = [
