@@ -56,7 +56,7 @@ def test_the_1x28x28_variant_is_the_same_net():
     a = build_model("resnet20", input_shape=(1, 28, 28))
     b = build_model("resnet20")
     assert a.num_parameters() == b.num_parameters() - 2 * 16 * 9  # only the stem's C_in differs
-    shapes = [s for s in _shapes(a, (1, 1, 28, 28))]
+    shapes = _shapes(a, (1, 1, 28, 28))
     assert (1, 16, 28, 28) in shapes and (1, 32, 14, 14) in shapes and (1, 64, 7, 7) in shapes
 
 

@@ -20,7 +20,7 @@ CHANNELS, BLOCKS = (3, 4, 6), 2  # three stages: identity blocks and two project
 
 
 def torch_twins(torch):
-    """``(ResNet, BiReal)``: PyTorch module classes taking ``(ndim, c_in, classes)``."""
+    """``Net``: the PyTorch module class taking ``(ndim, c_in, classes, bireal)``."""
     nn, F = torch.nn, torch.nn.functional
 
     class SignApprox(torch.autograd.Function):  # Bi-Real's ApproxSign
