@@ -66,7 +66,7 @@ def pack_with_sizes(model: Layer) -> PackResult:
         raise TypeError(f"pack: expected a deltanet Layer. Received: {type(model).__name__}.")
     packer = _Packer()
     packed, _ = packer.convert(model, "")
-    if not any("->" in line for line in packer.report):
+    if not packer.sizes["1-bit layers"][0]:
         found = sorted({line.split(": ", 1)[1].split("(")[0] for line in packer.report})
         raise ValueError(
             f"pack: {model.label()} has no 1-bit layer (QDense or QConv1D/2D/3D with act_bit=1 "
