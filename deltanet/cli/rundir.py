@@ -132,6 +132,7 @@ class Resume:
     config: dict[str, Any]
     run_dir: Path | None
     in_place: bool = False  # continued in its own run directory (else in a new --out)
+    input_shape: tuple[int, ...] | None = None  # of the model's examples, as its run recorded
 
 
 def read_resume(path_text: str) -> Resume:
@@ -152,7 +153,10 @@ def read_resume(path_text: str) -> Resume:
             "epoch and optimizer state): give RUN/checkpoints/last.safetensors."
         )
     run_dir = path.parent.parent if path.parent.name == CHECKPOINTS else None
-    return Resume(path, done, _saved_config(ckpt.metadata, run_dir), run_dir)
+    run = ckpt.metadata.get("run")
+    shape = run.get("input_shape") if isinstance(run, dict) else None
+    config = _saved_config(ckpt.metadata, run_dir)
+    return Resume(path, done, config, run_dir, input_shape=None if shape is None else tuple(shape))
 
 
 def _is_count(value: Any) -> TypeGuard[int]:

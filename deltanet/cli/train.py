@@ -57,6 +57,8 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
     lead = dist is None or dist.rank() == 0  # the rank that prints and writes
     out, config, resume = _resolve(args, check_out=lead)
     ds = _load_data(config, args)
+    if resume is not None:
+        _check_resumed_shape(resume, args.resume, tuple(ds.input_shape), config["data"])
     if config["model"] is None:  # chosen from the data's shape: only now is its recipe known
         config["model"] = default_model(tuple(ds.input_shape))
         recipes.apply_recipe(config, _given(args), shape_data=False)
@@ -193,20 +195,19 @@ def _load_data(config: dict[str, Any], args: argparse.Namespace) -> Any:
         image_size=config.get("image_size"), image_mode=config.get("image_mode"),
         bad_images=config.get("bad_images") or "error",
     )  # fmt: skip
-    if getattr(args, "resume", None):
-        _check_resumed_shape(args.resume, tuple(ds.input_shape), data)
     return ds
 
 
-def _check_resumed_shape(path: str, shape: tuple[int, ...], data: str) -> None:
+def _check_resumed_shape(
+    resume: rundir.Resume, path: str, shape: tuple[int, ...], data: str
+) -> None:
     """A resumed model must take the data's examples: refused before any work, naming both
-    shapes (a model with global pooling would otherwise train on other sizes silently)."""
-    from deltanet.io import load_checkpoint
-
-    saved = load_checkpoint(path).metadata.get("run", {}).get("input_shape")
-    if saved is not None and tuple(saved) != shape:
+    shapes (a model with global pooling would otherwise train on other sizes silently).
+    ``path`` is --resume as given; the shape is the one ``read_resume`` found in the file."""
+    saved = resume.input_shape
+    if saved is not None and saved != shape:
         raise CliError(
-            f"--resume: the model of {path} takes examples of shape {tuple(saved)}, but --data "
+            f"--resume: the model of {path} takes examples of shape {saved}, but --data "
             f"{data} gives examples of shape {shape}."
         )
 
