@@ -18,6 +18,7 @@ from deltanet.cli.common import (
     load_model_file,
     make_plots,
     read_history,
+    standardized,
     standardizer_from,
 )
 
@@ -68,11 +69,8 @@ MAX_NPY_BYTES = 512 * 1024**2  # a predict input
 def _check_input(
     x: np.ndarray, meta: dict[str, Any], model: Any, source: str = "the input"
 ) -> np.ndarray:
-    """Standardise ``x (N, ...)`` as in training; its example shape must be the model's.
-
-    A memory-mapped ``x`` (an image folder's test set) is standardised a chunk at a time into
-    a memory-mapped file (``data.mapped.mapped_copy``, reused when training wrote it), so its
-    size does not bound what fits in memory."""
+    """Standardise ``x (N, ...)`` as in training (``common.standardized``: a memory-mapped
+    test set a chunk at a time); its example shape must be the model's."""
     expected = meta.get("input_shape")
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
         hint = ""
@@ -85,15 +83,9 @@ def _check_input(
             f"the model takes examples of shape {tuple(expected)}. Received: {source} has "
             f"examples of shape {tuple(x.shape[1:])} (an array of shape {tuple(x.shape)})." + hint
         )
-    from deltanet.data.mapped import is_mapped, mapped_copy
-
-    standardizer = standardizer_from(meta)
     params = model.parameters()  # a packed model of 1-bit layers only has no float parameter
     dtype = params[0].dtype if params else np.dtype(np.float32)
-    if is_mapped(x):
-        return mapped_copy(x, standardizer=standardizer, dtype=dtype)
-    x = x if standardizer is None else standardizer.transform(x)
-    return x.astype(dtype, copy=False)
+    return standardized(x, standardizer_from(meta), dtype)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

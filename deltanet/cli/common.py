@@ -159,6 +159,19 @@ def standardizer_from(meta: dict[str, Any]) -> Any:
         raise CliError(f"the model file's standardizer is invalid: {err}") from None
 
 
+def standardized(x: np.ndarray, standardizer: Any, dtype: Any = None) -> np.ndarray:
+    """``x`` as the model takes it: standardised as in training (``standardizer`` None: as it
+    is) and cast to ``dtype`` (None: the transform's). A memory-mapped ``x`` (an image folder's)
+    is done a chunk at a time into a memory-mapped file (``data.mapped.mapped_copy``, reused
+    when an earlier command wrote it), so its size does not bound what fits in memory."""
+    from deltanet.data.mapped import is_mapped, mapped_copy
+
+    if is_mapped(x):
+        return mapped_copy(x, standardizer=standardizer, dtype=dtype)
+    x = x if standardizer is None else standardizer.transform(x)
+    return x if dtype is None else x.astype(dtype, copy=False)
+
+
 def first_weight(model: Any) -> np.ndarray | None:
     """The first parameter named ``weight`` with at least 2 dims (conv filters, dense rows)."""
     for name, p in model.named_parameters():

@@ -19,6 +19,7 @@ from deltanet.cli.common import (
     default_model,
     load_data,
     make_plots,
+    standardized,
     write_json,
 )
 
@@ -84,7 +85,7 @@ def _run_train(args: argparse.Namespace, dist: Any) -> int:
         if claim is not None:
             claim.discard()
         raise
-    test = _test_inputs(ds.x_test, standardizer)
+    test = standardized(ds.x_test, standardizer)  # _finish reads a mapped one batch by batch
     metrics = _finish(config, out, run, model, history, ds, test, started, dist)
     if not lead:
         return 0
@@ -360,17 +361,6 @@ def _fit(config, args, out: Path, run: dict, trainer: tuple, train, val) -> Any:
         sync_batch_norm=bool(getattr(args, "sync_batch_norm", False)),
         augment=config.get("augment"),
     )
-
-
-def _test_inputs(x_test: np.ndarray, standardizer: Any) -> np.ndarray:
-    """The test set as the model takes it: standardised in memory, or chunk by chunk into a
-    memory-mapped file when it is memory-mapped (an image folder's), which ``_finish``'s
-    ``evaluate`` and ``predict`` read a batch at a time."""
-    from deltanet.data.mapped import is_mapped, mapped_copy
-
-    if is_mapped(x_test):
-        return mapped_copy(x_test, standardizer=standardizer)
-    return x_test if standardizer is None else standardizer.transform(x_test)
 
 
 def _finish(config, out: Path, run: dict, model, history, ds, x_test, started, dist) -> dict:
