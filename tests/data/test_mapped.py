@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from deltanet.cli.train import _split, _test_inputs
+from deltanet.cli.common import standardized
+from deltanet.cli.train import _split
 from deltanet.data import DataNote, Dataset, Standardizer, load_dataset, mapped
 from deltanet.data.mapped import fit_standardizer, is_mapped, mapped_copy
 from tests.data.test_folder import make_folder
@@ -153,5 +154,5 @@ def test_cli_split_of_a_folder_is_the_in_memory_split(tmp_path, config):
         np.testing.assert_allclose(st.mean, st0.mean, rtol=1e-12)
         np.testing.assert_allclose(st.std, st0.std, rtol=1e-12)
         np.testing.assert_allclose(
-            _test_inputs(ds.x_test, st), _test_inputs(in_memory.x_test, st0), rtol=0, atol=1e-6
+            standardized(ds.x_test, st), standardized(in_memory.x_test, st0), rtol=0, atol=1e-6
         )
